@@ -1,0 +1,7 @@
+"""``python -m stackscaler``."""
+
+import sys
+
+from stackscaler.cli import main
+
+sys.exit(main())

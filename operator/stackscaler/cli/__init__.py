@@ -1,0 +1,93 @@
+"""The ``stackscaler`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from stackscaler import __version__
+from stackscaler.cli import commands
+from stackscaler.cli.demo import cmd_demo
+from stackscaler.cli.files import UsageError
+from stackscaler.errors import InvalidSpec, StackscalerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stackscaler",
+        description="Autoscale every elastic part of an AWS web stack from Kubernetes.",
+    )
+    p.add_argument("--version", action="version", version=f"stackscaler {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check resources offline against the CRDs and rules")
+    v.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a YAML file of one or more documents (- for stdin); repeatable",
+    )
+    v.add_argument("-v", "--verbose", action="store_true", help="also list valid documents")
+
+    d = sub.add_parser("decide", help="print the policy's decision for one resource")
+    d.add_argument("-f", "--file", required=True, metavar="FILE", help="YAML with the resource")
+    d.add_argument("--name", help="the resource's name when the file holds several")
+    d.add_argument(
+        "--current", type=int, required=True, metavar="N", help="current capacity of the target"
+    )
+    d.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a metric's value (name as in the resource; 'unknown' for unknown)",
+    )
+    d.add_argument("--now", metavar="RFC3339", help="decision time (default: now)")
+    d.add_argument(
+        "--history",
+        metavar="FILE",
+        help="the resource's status.history (or the whole resource with status)",
+    )
+    d.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+    c = sub.add_parser("crds", help="write the CustomResourceDefinitions as YAML")
+    c.add_argument("--output-dir", default="crds", metavar="DIR")
+    c.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the files in DIR differ from the generated ones",
+    )
+
+    m = sub.add_parser("demo", help="preview: the policy replays the NASA trace")
+    m.add_argument("--days", type=float, default=3.0, help="days of the trace to replay")
+    m.add_argument(
+        "--scale", type=float, default=100.0, help="multiply the trace's requests by this"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {
+        "validate": commands.cmd_validate,
+        "decide": commands.cmd_decide,
+        "crds": commands.cmd_crds,
+        "demo": cmd_demo,
+    }
+    try:
+        return handlers[args.command](args)
+    except InvalidSpec as exc:
+        for e in exc.errors:
+            print(f"{exc.source + ': ' if exc.source else ''}{e}", file=sys.stderr)
+        return 1
+    except (UsageError, StackscalerError) as exc:
+        print(f"stackscaler: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

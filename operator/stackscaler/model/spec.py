@@ -1,0 +1,574 @@
+"""Typed, frozen spec objects, parsed once from a raw resource.
+
+``parse_resource(doc)`` validates the document against the CRD schema (the
+same defaults and rules as the API server, see :mod:`.validation`), then
+builds the typed objects and runs the checks the API server cannot do
+(cron syntax, IANA time zones, overlapping step bands). Every problem is
+collected and raised together as :class:`~stackscaler.errors.InvalidSpec`,
+each naming its field path and the fix. Downstream code never indexes raw
+dicts.
+
+Pure: no I/O (time zones come from the tz database, loaded on first use).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from stackscaler.errors import FieldError, InvalidSpec
+from stackscaler.model.crds import BACKLOG_METRIC
+from stackscaler.model.cron import CronExpression, CronSyntaxError
+from stackscaler.model.validation import validate_document
+
+
+class Mode(enum.StrEnum):
+    ACTIVE = "Active"
+    DRY_RUN = "DryRun"
+
+
+class TargetType(enum.StrEnum):
+    VALUE = "Value"
+    """The metric is per capacity unit (average CPU %): ratio form."""
+    AVERAGE_VALUE = "AverageValue"
+    """The metric is a total (backlog, request rate): divided by the target per unit."""
+
+
+class AdjustmentType(enum.StrEnum):
+    CHANGE = "ChangeInCapacity"
+    PERCENT = "PercentChangeInCapacity"
+    EXACT = "ExactCapacity"
+
+
+class UnavailableAction(enum.StrEnum):
+    HOLD = "Hold"
+    FALLBACK = "Fallback"
+
+
+class Select(enum.StrEnum):
+    MAX = "Max"
+    MIN = "Min"
+
+
+# --- metric sources -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CloudWatchQuery:
+    id: str
+    namespace: str
+    metric_name: str
+    dimensions: tuple[tuple[str, str], ...]
+    statistic: str
+
+
+@dataclass(frozen=True)
+class CloudWatchSource:
+    namespace: str | None
+    metric_name: str | None
+    dimensions: tuple[tuple[str, str], ...]
+    statistic: str
+    unit: str | None
+    expression: str | None
+    queries: tuple[CloudWatchQuery, ...]
+    period_seconds: int
+    region: str | None
+    role_arn: str | None
+
+
+@dataclass(frozen=True)
+class PrometheusSource:
+    server_address: str
+    query: str
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class SqsSource:
+    url: str | None
+    name: str | None
+    region: str | None
+    role_arn: str | None
+    include_in_flight: bool
+    include_delayed: bool
+
+
+MetricSource = CloudWatchSource | PrometheusSource | SqsSource
+
+
+# --- policy pieces ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricTarget:
+    type: TargetType
+    value: float
+
+
+@dataclass(frozen=True)
+class Step:
+    lower: float | None
+    upper: float | None
+    adjustment: int
+
+    def contains(self, value: float) -> bool:
+        return (self.lower is None or value >= self.lower) and (
+            self.upper is None or value < self.upper
+        )
+
+
+@dataclass(frozen=True)
+class StepScaling:
+    adjustment_type: AdjustmentType
+    steps: tuple[Step, ...]
+    min_adjustment_magnitude: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    source: MetricSource | None
+    target: MetricTarget | None = None
+    step_scaling: StepScaling | None = None
+    activation_threshold: float = 0.0
+    stale_after_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class MaxStep:
+    units: int | None
+    percent: int | None
+    period_seconds: int = 60
+    select: Select = Select.MAX
+
+
+@dataclass(frozen=True)
+class DirectionBehavior:
+    cooldown_seconds: int
+    stabilization_window_seconds: int
+    max_step: MaxStep | None
+
+
+@dataclass(frozen=True)
+class Behavior:
+    scale_out: DirectionBehavior
+    scale_in: DirectionBehavior
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    cron: CronExpression
+    time_zone: ZoneInfo
+    duration_seconds: int
+    min_capacity: int | None
+    max_capacity: int | None
+
+
+@dataclass(frozen=True)
+class OnMetricsUnavailable:
+    failure_threshold: int = 3
+    action: UnavailableAction = UnavailableAction.HOLD
+    fallback_capacity: int | None = None
+
+
+@dataclass(frozen=True)
+class ScalingSpec:
+    """The scaling block every kind shares: what the policy core decides from."""
+
+    min_capacity: int
+    max_capacity: int
+    metrics: tuple[MetricSpec, ...]
+    behavior: Behavior
+    tolerance: float = 0.1
+    schedules: tuple[Schedule, ...] = ()
+    on_metrics_unavailable: OnMetricsUnavailable = OnMetricsUnavailable()
+    mode: Mode = Mode.ACTIVE
+    poll_interval_seconds: int = 30
+
+    def metric(self, name: str) -> MetricSpec:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+# --- targets ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AutoScalingGroupTarget:
+    name: str
+    region: str | None
+    role_arn: str | None
+    sync_min_max: bool
+    kind: str = "AutoScalingGroup"
+
+
+@dataclass(frozen=True)
+class WorkloadTarget:
+    kind: str  # Deployment | StatefulSet
+    name: str
+
+
+@dataclass(frozen=True)
+class ReplicaTemplate:
+    instance_class: str | None
+    identifier_prefix: str | None
+    availability_zones: tuple[str, ...]
+    parameter_group_name: str | None
+    promotion_tier: int | None
+    tags: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class DBInstanceTarget:
+    name: str
+    engine: str
+    region: str | None
+    role_arn: str | None
+    template: ReplicaTemplate
+    kind: str = "DBInstance"
+
+
+@dataclass(frozen=True)
+class DBClusterTarget:
+    name: str
+    region: str | None
+    role_arn: str | None
+    template: ReplicaTemplate
+    kind: str = "DBCluster"
+
+
+@dataclass(frozen=True)
+class ReplicationGroupTarget:
+    name: str
+    node_group_id: str | None
+    region: str | None
+    role_arn: str | None
+    kind: str = "ReplicationGroup"
+
+
+Target = (
+    AutoScalingGroupTarget
+    | WorkloadTarget
+    | DBInstanceTarget
+    | DBClusterTarget
+    | ReplicationGroupTarget
+)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    source: SqsSource
+    backlog_per_worker: float
+    latency_seconds: float | None
+    seconds_per_message: float | None
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One parsed stackscaler resource."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    uid: str | None
+    generation: int | None
+    target: Target
+    scaling: ScalingSpec
+    queue: QueueSpec | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace or 'default'}/{self.name}"
+
+
+def backlog_per_worker_for_latency(acceptable_seconds: float, seconds_per_message: float) -> float:
+    """The AWS SQS recipe: the backlog one worker clears within the acceptable latency.
+
+    10 s acceptable at 0.1 s per message -> 100 messages per worker.
+    """
+    if acceptable_seconds <= 0 or seconds_per_message <= 0:
+        raise ValueError("acceptable_seconds and seconds_per_message must be > 0")
+    return acceptable_seconds / seconds_per_message
+
+
+# --- parsing ----------------------------------------------------------------
+
+
+class _Builder:
+    """Builds typed objects from a document that passed every check."""
+
+    def cloudwatch(self, d: Mapping[str, Any]) -> CloudWatchSource:
+        return CloudWatchSource(
+            namespace=d.get("namespace"),
+            metric_name=d.get("metricName"),
+            dimensions=_dims(d),
+            statistic=d["statistic"],
+            unit=d.get("unit"),
+            expression=d.get("expression"),
+            queries=tuple(
+                CloudWatchQuery(q["id"], q["namespace"], q["metricName"], _dims(q), q["statistic"])
+                for q in d.get("queries", ())
+            ),
+            period_seconds=d["periodSeconds"],
+            region=d.get("region"),
+            role_arn=d.get("roleArn"),
+        )
+
+    def step_scaling(self, d: Mapping[str, Any]) -> StepScaling:
+        steps = tuple(
+            Step(s.get("lowerBound"), s.get("upperBound"), s["adjustment"]) for s in d["steps"]
+        )
+        return StepScaling(
+            AdjustmentType(d["adjustmentType"]), steps, d.get("minAdjustmentMagnitude")
+        )
+
+    def metric(self, d: Mapping[str, Any]) -> MetricSpec:
+        source: MetricSource | None = None
+        if "cloudWatch" in d:
+            source = self.cloudwatch(d["cloudWatch"])
+        elif "prometheus" in d:
+            p = d["prometheus"]
+            source = PrometheusSource(p["serverAddress"], p["query"], p["timeoutSeconds"])
+        target = None
+        if "target" in d:
+            target = MetricTarget(TargetType(d["target"]["type"]), float(d["target"]["value"]))
+        steps = self.step_scaling(d["stepScaling"]) if "stepScaling" in d else None
+        return MetricSpec(
+            name=d["name"],
+            source=source,
+            target=target,
+            step_scaling=steps,
+            activation_threshold=float(d["activationThreshold"]),
+            stale_after_seconds=d["staleAfterSeconds"],
+        )
+
+    def schedule(self, d: Mapping[str, Any]) -> Schedule:
+        return Schedule(
+            name=d["name"],
+            cron=CronExpression.parse(d["cron"]),
+            time_zone=_zone(d["timeZone"]),
+            duration_seconds=d["durationSeconds"],
+            min_capacity=d.get("minCapacity"),
+            max_capacity=d.get("maxCapacity"),
+        )
+
+    def scaling(self, spec: Mapping[str, Any], extra: tuple[MetricSpec, ...]) -> ScalingSpec:
+        metrics = extra + tuple(self.metric(m) for m in spec.get("metrics", ()))
+        schedules = tuple(self.schedule(raw) for raw in spec.get("schedules", ()))
+        b = spec["behavior"]
+        omu = spec["onMetricsUnavailable"]
+        return ScalingSpec(
+            min_capacity=spec["minCapacity"],
+            max_capacity=spec["maxCapacity"],
+            metrics=metrics,
+            behavior=Behavior(_direction(b["scaleOut"]), _direction(b["scaleIn"])),
+            tolerance=float(spec["tolerance"]),
+            schedules=schedules,
+            on_metrics_unavailable=OnMetricsUnavailable(
+                omu["failureThreshold"],
+                UnavailableAction(omu["action"]),
+                omu.get("fallbackCapacity"),
+            ),
+            mode=Mode(spec["mode"]),
+            poll_interval_seconds=spec["pollIntervalSeconds"],
+        )
+
+
+def _bound(v: float) -> str:
+    return f"{v:g}".replace("inf", "+inf").replace("-+", "-")
+
+
+def _path_order(e: FieldError) -> list[str | int]:
+    """Sort errors in document order of their paths (numeric list indexes)."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", e.path) if p]
+
+
+def _dims(d: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple((x["name"], x["value"]) for x in d.get("dimensions", ()))
+
+
+def _direction(d: Mapping[str, Any]) -> DirectionBehavior:
+    ms = d.get("maxStep")
+    return DirectionBehavior(
+        cooldown_seconds=d["cooldownSeconds"],
+        stabilization_window_seconds=d["stabilizationWindowSeconds"],
+        max_step=None
+        if ms is None
+        else MaxStep(ms.get("units"), ms.get("percent"), ms["periodSeconds"], Select(ms["select"])),
+    )
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        if name.startswith(("/", ".")) or ".." in name:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name such as UTC, America/New_York or "
+            "Europe/Berlin"
+        ) from exc
+
+
+def _template(d: Mapping[str, Any]) -> ReplicaTemplate:
+    return ReplicaTemplate(
+        instance_class=d.get("instanceClass"),
+        identifier_prefix=d.get("identifierPrefix"),
+        availability_zones=tuple(d.get("availabilityZones", ())),
+        parameter_group_name=d.get("parameterGroupName"),
+        promotion_tier=d.get("promotionTier"),
+        tags=tuple((t["key"], t["value"]) for t in d.get("tags", ())),
+    )
+
+
+def _target(kind: str, t: Mapping[str, Any]) -> Target:
+    tk = t["kind"]
+    if tk == "AutoScalingGroup":
+        return AutoScalingGroupTarget(
+            t["name"], t.get("region"), t.get("roleArn"), bool(t.get("syncMinMax", False))
+        )
+    if tk in ("Deployment", "StatefulSet"):
+        return WorkloadTarget(tk, t["name"])
+    if tk == "DBInstance":
+        return DBInstanceTarget(
+            t["name"],
+            t["engine"],
+            t.get("region"),
+            t.get("roleArn"),
+            _template(t["replicaTemplate"]),
+        )
+    if tk == "DBCluster":
+        return DBClusterTarget(
+            t["name"], t.get("region"), t.get("roleArn"), _template(t["replicaTemplate"])
+        )
+    if tk == "ReplicationGroup":
+        return ReplicationGroupTarget(
+            t["name"], t.get("nodeGroupId"), t.get("region"), t.get("roleArn")
+        )
+    raise AssertionError(f"{kind}: target kind {tk!r} passed schema validation")  # pragma: no cover
+
+
+def _queue(q: Mapping[str, Any]) -> tuple[QueueSpec, MetricSpec]:
+    source = SqsSource(
+        url=q.get("url"),
+        name=q.get("name"),
+        region=q.get("region"),
+        role_arn=q.get("roleArn"),
+        include_in_flight=q["includeInFlight"],
+        include_delayed=q["includeDelayed"],
+    )
+    latency = q.get("latency")
+    if latency is not None:
+        per_worker = backlog_per_worker_for_latency(
+            latency["acceptableSeconds"], latency["secondsPerMessage"]
+        )
+    else:
+        per_worker = float(q["backlogPerWorker"])
+    spec = QueueSpec(
+        source,
+        per_worker,
+        None if latency is None else float(latency["acceptableSeconds"]),
+        None if latency is None else float(latency["secondsPerMessage"]),
+    )
+    metric = MetricSpec(
+        name=BACKLOG_METRIC,
+        source=source,
+        target=MetricTarget(TargetType.AVERAGE_VALUE, per_worker),
+        activation_threshold=float(q["activationBacklog"]),
+        stale_after_seconds=q["staleAfterSeconds"],
+    )
+    return spec, metric
+
+
+def _list(node: Any, key: str) -> list[Any]:
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, list) else []
+
+
+def _step_overlaps(steps: list[Any], path: str) -> list[FieldError]:
+    bands: list[tuple[float, float, int]] = []
+    for i, st in enumerate(steps):
+        if not isinstance(st, dict):
+            continue
+        lo, hi = st.get("lowerBound", -math.inf), st.get("upperBound", math.inf)
+        if isinstance(lo, int | float) and isinstance(hi, int | float) and lo < hi:
+            bands.append((float(lo), float(hi), i))
+    bands.sort()
+    errors = []
+    for (a_lo, a_hi, _), (b_lo, b_hi, j) in zip(bands, bands[1:], strict=False):
+        if b_lo < a_hi:
+            errors.append(
+                FieldError(
+                    f"{path}[{j}]",
+                    f"band [{_bound(b_lo)}, {_bound(b_hi)}) overlaps band "
+                    f"[{_bound(a_lo)}, {_bound(a_hi)}); make the bands disjoint",
+                )
+            )
+    return errors
+
+
+def semantic_errors(doc: Any) -> list[FieldError]:
+    """Checks beyond the schema and CEL: cron syntax, IANA time zones, step overlaps.
+
+    Robust to documents that failed schema validation, so every problem of a
+    document is reported in one pass.
+    """
+    spec = doc.get("spec") if isinstance(doc, dict) else None
+    errors: list[FieldError] = []
+    for i, m in enumerate(_list(spec, "metrics")):
+        step = m.get("stepScaling") if isinstance(m, dict) else None
+        errors.extend(_step_overlaps(_list(step, "steps"), f"spec.metrics[{i}].stepScaling.steps"))
+    for i, s in enumerate(_list(spec, "schedules")):
+        if not isinstance(s, dict):
+            continue
+        cron, tz = s.get("cron"), s.get("timeZone", "UTC")
+        if isinstance(cron, str):
+            try:
+                CronExpression.parse(cron)
+            except CronSyntaxError as exc:
+                errors.append(
+                    FieldError(f"spec.schedules[{i}].cron", f"invalid cron expression: {exc}")
+                )
+        if isinstance(tz, str):
+            try:
+                _zone(tz)
+            except ValueError as exc:
+                errors.append(FieldError(f"spec.schedules[{i}].timeZone", str(exc)))
+    return errors
+
+
+def parse_resource(doc: Any, *, source: str = "") -> Resource:
+    """Parse and validate one stackscaler resource; raise InvalidSpec with every problem."""
+    defaulted, errors = validate_document(doc)
+    if defaulted is not None:
+        errors.extend(semantic_errors(defaulted))
+    if errors or defaulted is None:
+        raise InvalidSpec(sorted(errors, key=_path_order), source=source)
+    b = _Builder()
+    spec = defaulted["spec"]
+    kind = defaulted["kind"]
+    queue: QueueSpec | None = None
+    extra: tuple[MetricSpec, ...] = ()
+    if kind == "WorkerPool":
+        queue, backlog = _queue(spec["queue"])
+        extra = (backlog,)
+    scaling = b.scaling(spec, extra)
+    meta = defaulted.get("metadata", {})
+    return Resource(
+        kind=kind,
+        name=meta["name"],
+        namespace=meta.get("namespace"),
+        uid=meta.get("uid"),
+        generation=meta.get("generation"),
+        target=_target(kind, spec["target"]),
+        scaling=scaling,
+        queue=queue,
+    )

@@ -1,0 +1,28 @@
+"""The pure scaling-policy core: ``decide(spec, observations, history, now)``.
+
+No I/O, no clock, no Kubernetes or AWS imports (a test enforces it).
+"""
+
+from stackscaler.policy.decide import decide
+from stackscaler.policy.history import History
+from stackscaler.policy.types import (
+    Decision,
+    Direction,
+    Limit,
+    MetricObservation,
+    MetricResult,
+    MetricState,
+    Observations,
+)
+
+__all__ = [
+    "Decision",
+    "Direction",
+    "History",
+    "Limit",
+    "MetricObservation",
+    "MetricResult",
+    "MetricState",
+    "Observations",
+    "decide",
+]

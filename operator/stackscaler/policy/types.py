@@ -1,0 +1,134 @@
+"""Values the policy core takes and returns. Pure."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from stackscaler.policy.history import History
+
+
+class Direction(enum.StrEnum):
+    OUT = "Out"
+    IN = "In"
+    NONE = "None"
+
+
+class Limit(enum.StrEnum):
+    """The rule that limited a decision (what ScalingLimited reports)."""
+
+    MAX_CAPACITY = "maxCapacity"
+    MIN_CAPACITY = "minCapacity"
+    SCALE_OUT_COOLDOWN = "scaleOutCooldown"
+    SCALE_IN_COOLDOWN = "scaleInCooldown"
+    SCALE_OUT_STABILIZATION = "scaleOutStabilization"
+    SCALE_IN_STABILIZATION = "scaleInStabilization"
+    SCALE_OUT_RATE_LIMIT = "scaleOutRateLimit"
+    SCALE_IN_RATE_LIMIT = "scaleInRateLimit"
+    UNKNOWN_METRICS = "unknownMetrics"
+    FALLBACK = "fallback"
+
+
+class MetricState(enum.StrEnum):
+    KNOWN = "Known"
+    UNKNOWN = "Unknown"
+    STALE = "Stale"
+
+
+@dataclass(frozen=True)
+class MetricObservation:
+    """One metric's reading. ``value=None`` is unknown: never read as zero.
+
+    ``timestamp`` is when the sample was taken (None: at decision time);
+    ``error`` says why the value is unknown.
+    """
+
+    value: float | None
+    timestamp: datetime | None = None
+    error: str | None = None
+
+    @classmethod
+    def unknown(cls, error: str) -> MetricObservation:
+        return cls(None, None, error)
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the edges observed for one resource at one tick.
+
+    ``capacity`` is the target's current capacity as the actuator counts it
+    (for RDS, replicas still being created count). A metric missing from
+    ``metrics`` is unknown.
+    """
+
+    capacity: int
+    metrics: Mapping[str, MetricObservation] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    name: str
+    state: MetricState
+    value: float | None
+    target: float | None
+    recommendation: int | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "state": str(self.state)}
+        if self.value is not None:
+            out["value"] = self.value
+        if self.target is not None:
+            out["target"] = self.target
+        if self.recommendation is not None:
+            out["recommendation"] = self.recommendation
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer for one resource at one tick."""
+
+    current: int
+    desired: int
+    direction: Direction
+    limited_by: Limit | None
+    reasons: tuple[str, ...]
+    metrics: tuple[MetricResult, ...]
+    recommendation: int
+    """Combined recommendation before stabilization, cooldowns, rate limits, bounds."""
+    min_capacity: int
+    max_capacity: int
+    """Effective bounds at decision time (schedules applied)."""
+    active_schedules: tuple[str, ...]
+    metrics_available: bool
+    fallback_active: bool
+    history: History
+    """History to persist if this decision is carried out."""
+    headline: str = ""
+    """One line: what was decided and the main reason (for tables and Events)."""
+
+    @property
+    def changed(self) -> bool:
+        return self.desired != self.current
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "current": self.current,
+            "desired": self.desired,
+            "direction": str(self.direction),
+            "limitedBy": None if self.limited_by is None else str(self.limited_by),
+            "recommendation": self.recommendation,
+            "minCapacity": self.min_capacity,
+            "maxCapacity": self.max_capacity,
+            "activeSchedules": list(self.active_schedules),
+            "metricsAvailable": self.metrics_available,
+            "fallbackActive": self.fallback_active,
+            "headline": self.headline,
+            "reasons": list(self.reasons),
+            "metrics": [m.to_dict() for m in self.metrics],
+            "history": self.history.to_dict(),
+        }

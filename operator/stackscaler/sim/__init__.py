@@ -1,0 +1,1 @@
+"""Trace replay through the same policy code the operator runs."""

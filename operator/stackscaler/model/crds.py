@@ -19,6 +19,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from stackscaler import API_GROUP, API_VERSION
 from stackscaler.model.schema import (
@@ -963,8 +964,9 @@ def spec_schema(kind: str) -> JSON:
     )
 
 
+@cache
 def resource_schema(kind: str) -> JSON:
-    """The full openAPIV3Schema of one kind."""
+    """The full openAPIV3Schema of one kind (cached: treat it as read-only)."""
     return obj(
         KINDS[kind].description,
         {
@@ -1087,3 +1089,8 @@ def crd(kind: str) -> JSON:
 def all_crds() -> dict[str, JSON]:
     """File name -> CRD, for every kind, in a stable order."""
     return {f"{API_GROUP}_{KINDS[k].plural}.yaml": crd(k) for k in KINDS}
+
+
+# Build every schema at import, so RULE_CHECKS holds every rule before anyone asks.
+for _kind in KINDS:
+    resource_schema(_kind)

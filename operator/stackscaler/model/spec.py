@@ -503,15 +503,18 @@ def _step_overlaps(steps: list[Any], path: str) -> list[FieldError]:
             bands.append((float(lo), float(hi), i))
     bands.sort()
     errors = []
-    for (a_lo, a_hi, _), (b_lo, b_hi, j) in zip(bands, bands[1:], strict=False):
-        if b_lo < a_hi:
+    widest: tuple[float, float, int] | None = None  # the band reaching furthest so far
+    for lo, hi, i in bands:
+        if widest is not None and lo < widest[1]:
             errors.append(
                 FieldError(
-                    f"{path}[{j}]",
-                    f"band [{_bound(b_lo)}, {_bound(b_hi)}) overlaps band "
-                    f"[{_bound(a_lo)}, {_bound(a_hi)}); make the bands disjoint",
+                    f"{path}[{i}]",
+                    f"band [{_bound(lo)}, {_bound(hi)}) overlaps band {path}[{widest[2]}] "
+                    f"[{_bound(widest[0])}, {_bound(widest[1])}); make the bands disjoint",
                 )
             )
+        if widest is None or hi > widest[1]:
+            widest = (lo, hi, i)
     return errors
 
 

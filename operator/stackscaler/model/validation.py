@@ -213,11 +213,6 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-@cache
-def _schema(kind: str) -> JSON:
-    return resource_schema(kind)
-
-
 def validate_document(doc: Any) -> tuple[dict[str, Any] | None, list[FieldError]]:
     """Validate one stackscaler document; return it defaulted, and every problem found.
 
@@ -253,7 +248,7 @@ def validate_document(doc: Any) -> tuple[dict[str, Any] | None, list[FieldError]
                 )
             )
     v = _Validator()
-    out = v.value(_schema(kind), doc, "")
+    out = v.value(resource_schema(kind), doc, "")
     errors.extend(v.errors)
     return (out if isinstance(out, dict) else None), errors
 

@@ -1,0 +1,431 @@
+"""Invalid documents, each with the field path and message the user must see.
+
+Shared by the validation tests (messages) and the CRD tests (the CEL rules
+and their Python twins agree on every one of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.conftest import DELETE, example, mutate
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    make: Callable[[], dict[str, Any]]
+    path: str
+    message: str
+
+
+def _m(kind: str, *changes: tuple[str, Any]) -> Callable[[], dict[str, Any]]:
+    def make() -> dict[str, Any]:
+        doc = example(kind)
+        for path, value in changes:
+            doc = mutate(doc, path, value)
+        return doc
+
+    return make
+
+
+DEPLOYMENT = {"kind": "Deployment", "name": "web"}
+
+CASES: list[Case] = [
+    # --- types and bounds (OpenAPI) ---
+    Case(
+        "string-for-int",
+        _m("WebTier", ("spec.minCapacity", "two")),
+        "spec.minCapacity",
+        "must be an integer, got string 'two'",
+    ),
+    Case(
+        "negative-cooldown",
+        _m("WebTier", ("spec.behavior.scaleIn.cooldownSeconds", -5)),
+        "spec.behavior.scaleIn.cooldownSeconds",
+        "must be >= 0, got -5",
+    ),
+    Case(
+        "negative-min",
+        _m("WebTier", ("spec.minCapacity", -1)),
+        "spec.minCapacity",
+        "must be >= 0, got -1",
+    ),
+    Case(
+        "zero-max",
+        _m("WebTier", ("spec.maxCapacity", 0)),
+        "spec.maxCapacity",
+        "must be >= 1, got 0",
+    ),
+    Case(
+        "target-value-zero",
+        _m("WebTier", ("spec.metrics[0].target.value", 0)),
+        "spec.metrics[0].target.value",
+        "must be > 0, got 0",
+    ),
+    Case(
+        "tolerance-above-one",
+        _m("WebTier", ("spec.tolerance", 1.5)),
+        "spec.tolerance",
+        "must be <= 1, got 1.5",
+    ),
+    Case(
+        "bool-for-number",
+        _m("WebTier", ("spec.tolerance", True)),
+        "spec.tolerance",
+        "must be a number, got boolean true",
+    ),
+    Case(
+        "poll-too-fast",
+        _m("WebTier", ("spec.pollIntervalSeconds", 1)),
+        "spec.pollIntervalSeconds",
+        "must be >= 5, got 1",
+    ),
+    Case(
+        "bad-mode",
+        _m("WebTier", ("spec.mode", "dryrun")),
+        "spec.mode",
+        "must be one of Active, DryRun; got 'dryrun'; did you mean 'DryRun'?",
+    ),
+    Case(
+        "bad-region",
+        _m("WebTier", ("spec.target.region", "US East")),
+        "spec.target.region",
+        "does not match the pattern",
+    ),
+    Case(
+        "metrics-not-list",
+        _m("WebTier", ("spec.metrics", {"name": "cpu"})),
+        "spec.metrics",
+        "must be a list, got object",
+    ),
+    Case(
+        "duplicate-metric",
+        _m("WebTier", ("spec.metrics[1].name", "cpu")),
+        "spec.metrics[1]",
+        "duplicate entry with name='cpu'",
+    ),
+    Case(
+        "bad-metric-name",
+        _m("WebTier", ("spec.metrics[0].name", "CPU_Util")),
+        "spec.metrics[0].name",
+        "does not match the pattern",
+    ),
+    # --- unknown and missing fields ---
+    Case(
+        "unknown-field-typo",
+        _m("WebTier", ("spec.behaviour", {})),
+        "spec.behaviour",
+        "unknown field 'behaviour'; did you mean 'behavior'?",
+    ),
+    Case(
+        "unknown-nested-field",
+        _m("WebTier", ("spec.behavior.scaleIn.coolDown", 5)),
+        "spec.behavior.scaleIn.coolDown",
+        "unknown field 'coolDown'",
+    ),
+    Case(
+        "missing-target",
+        _m("WebTier", ("spec.target", DELETE)),
+        "spec.target",
+        "required field is missing",
+    ),
+    Case(
+        "missing-max",
+        _m("WebTier", ("spec.maxCapacity", DELETE)),
+        "spec.maxCapacity",
+        "required field is missing",
+    ),
+    Case(
+        "missing-target-name",
+        _m("WebTier", ("spec.target.name", DELETE)),
+        "spec.target.name",
+        "required field is missing",
+    ),
+    Case(
+        "bad-target-kind",
+        _m("WebTier", ("spec.target.kind", "autoscalinggroup")),
+        "spec.target.kind",
+        "did you mean 'AutoScalingGroup'?",
+    ),
+    Case(
+        "wrong-kind-for-pool",
+        _m("WebTier", ("spec.target.kind", "DBInstance")),
+        "spec.target.kind",
+        "must be one of AutoScalingGroup, Deployment, StatefulSet",
+    ),
+    # --- cross-field rules (CEL) ---
+    Case(
+        "min-above-max",
+        _m("WebTier", ("spec.minCapacity", 50)),
+        "spec.minCapacity",
+        "minCapacity (50) must be <= maxCapacity (40)",
+    ),
+    Case(
+        "two-sources",
+        _m("WebTier", ("spec.metrics[1].cloudWatch", {"namespace": "A", "metricName": "B"})),
+        "spec.metrics[1]",
+        "set exactly one metric source",
+    ),
+    Case(
+        "no-source",
+        _m("WebTier", ("spec.metrics[0].cloudWatch", DELETE)),
+        "spec.metrics[0]",
+        "set exactly one metric source",
+    ),
+    Case(
+        "target-and-steps",
+        _m(
+            "WebTier",
+            ("spec.metrics[0].stepScaling", {"steps": [{"lowerBound": 80, "adjustment": 1}]}),
+        ),
+        "spec.metrics[0]",
+        "set exactly one of target (target tracking) or stepScaling",
+    ),
+    Case(
+        "metricname-and-expression",
+        _m("WebTier", ("spec.metrics[0].cloudWatch.expression", "m1 * 2")),
+        "spec.metrics[0].cloudWatch",
+        "set exactly one of metricName",
+    ),
+    Case(
+        "cw-metric-without-namespace",
+        _m("WebTier", ("spec.metrics[0].cloudWatch.namespace", DELETE)),
+        "spec.metrics[0].cloudWatch.namespace",
+        "namespace is required with metricName",
+    ),
+    Case(
+        "cw-queries-without-expression",
+        _m(
+            "WebTier",
+            (
+                "spec.metrics[0].cloudWatch.queries",
+                [{"id": "m1", "namespace": "AWS/EC2", "metricName": "CPUUtilization"}],
+            ),
+        ),
+        "spec.metrics[0].cloudWatch.queries",
+        "queries are only used by an expression",
+    ),
+    Case(
+        "cw-period",
+        _m("WebTier", ("spec.metrics[0].cloudWatch.periodSeconds", 90)),
+        "spec.metrics[0].cloudWatch.periodSeconds",
+        "must be 1, 5, 10, 30 or a multiple of 60",
+    ),
+    Case(
+        "region-on-deployment",
+        _m("WebTier", ("spec.target", {**DEPLOYMENT, "region": "us-east-1"})),
+        "spec.target",
+        "apply only to target kind AutoScalingGroup",
+    ),
+    Case(
+        "fallback-needs-capacity",
+        _m("WebTier", ("spec.onMetricsUnavailable.fallbackCapacity", DELETE)),
+        "spec.onMetricsUnavailable.fallbackCapacity",
+        "fallbackCapacity is required",
+    ),
+    Case(
+        "fallback-out-of-bounds",
+        _m("WebTier", ("spec.onMetricsUnavailable.fallbackCapacity", 1)),
+        "spec.onMetricsUnavailable.fallbackCapacity",
+        "within [minCapacity, maxCapacity]",
+    ),
+    Case(
+        "schedule-without-bounds",
+        _m("WebTier", ("spec.schedules[0].minCapacity", DELETE)),
+        "spec.schedules[0]",
+        "must set minCapacity, maxCapacity or both",
+    ),
+    Case(
+        "schedule-min-above-max",
+        _m("WebTier", ("spec.schedules[0].minCapacity", 41)),
+        "spec.schedules",
+        "a schedule's minCapacity must be <= its maxCapacity",
+    ),
+    Case(
+        "schedule-own-min-above-own-max",
+        _m("WebTier", ("spec.schedules[0].minCapacity", 10), ("spec.schedules[0].maxCapacity", 5)),
+        "spec.schedules[0].minCapacity",
+        "minCapacity must be <= maxCapacity",
+    ),
+    Case(
+        "max-step-empty",
+        _m("WebTier", ("spec.behavior.scaleIn.maxStep", {"periodSeconds": 60})),
+        "spec.behavior.scaleIn.maxStep",
+        "set units, percent or both",
+    ),
+    Case(
+        "no-metrics-no-schedules",
+        _m("WebTier", ("spec.metrics", DELETE), ("spec.schedules", DELETE)),
+        "spec.metrics",
+        "set at least one metric or schedule",
+    ),
+    Case(
+        "step-bounds-reversed",
+        _m(
+            "WebTier",
+            ("spec.metrics[0].target", DELETE),
+            (
+                "spec.metrics[0].stepScaling",
+                {"steps": [{"lowerBound": 80, "upperBound": 70, "adjustment": 1}]},
+            ),
+        ),
+        "spec.metrics[0].stepScaling.steps[0].lowerBound",
+        "lowerBound must be < upperBound",
+    ),
+    Case(
+        "queue-url-and-name",
+        _m("WorkerPool", ("spec.queue.url", "https://sqs.us-east-1.amazonaws.com/1/jobs")),
+        "spec.queue",
+        "set exactly one of url or name",
+    ),
+    Case(
+        "queue-region-with-url",
+        _m(
+            "WorkerPool",
+            ("spec.queue.name", DELETE),
+            ("spec.queue.url", "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"),
+        ),
+        "spec.queue.region",
+        "region is only used with name",
+    ),
+    Case(
+        "queue-both-targets",
+        _m("WorkerPool", ("spec.queue.backlogPerWorker", 100)),
+        "spec.queue",
+        "set exactly one of backlogPerWorker or latency",
+    ),
+    Case(
+        "queue-no-target",
+        _m("WorkerPool", ("spec.queue.latency", DELETE)),
+        "spec.queue",
+        "set exactly one of backlogPerWorker or latency",
+    ),
+    Case(
+        "latency-below-message-time",
+        _m("WorkerPool", ("spec.queue.latency.acceptableSeconds", 0.05)),
+        "spec.queue.latency.acceptableSeconds",
+        "acceptableSeconds must be >= secondsPerMessage",
+    ),
+    Case(
+        "reserved-backlog-name",
+        _m(
+            "WorkerPool",
+            (
+                "spec.metrics",
+                [
+                    {
+                        "name": "backlog",
+                        "target": {"value": 1},
+                        "prometheus": {"serverAddress": "http://p:9090", "query": "up"},
+                    }
+                ],
+            ),
+        ),
+        "spec.metrics",
+        "the metric name 'backlog' is reserved",
+    ),
+    Case(
+        "missing-queue",
+        _m("WorkerPool", ("spec.queue", DELETE)),
+        "spec.queue",
+        "required field is missing",
+    ),
+    Case(
+        "rds-too-many-replicas",
+        _m("ReadReplicaPool", ("spec.maxCapacity", 16)),
+        "spec.maxCapacity",
+        "must be <= 15, got 16",
+    ),
+    Case(
+        "rds-oracle-limit",
+        _m("ReadReplicaPool", ("spec.target.engine", "oracle"), ("spec.maxCapacity", 6)),
+        "spec.maxCapacity",
+        "Oracle and SQL Server allow at most 5 read replicas",
+    ),
+    Case(
+        "rds-missing-engine",
+        _m("ReadReplicaPool", ("spec.target.engine", DELETE)),
+        "spec.target.engine",
+        "engine is required for kind DBInstance",
+    ),
+    Case(
+        "aurora-with-engine",
+        _m("ReadReplicaPool", ("spec.target.kind", "DBCluster")),
+        "spec.target",
+        "engine apply only to target kind DBInstance",
+    ),
+    Case(
+        "rds-bad-engine",
+        _m("ReadReplicaPool", ("spec.target.engine", "aurora")),
+        "spec.target.engine",
+        "must be one of mysql, mariadb, postgres, oracle, sqlserver",
+    ),
+    Case(
+        "elasticache-replica-limit",
+        _m("CachePool", ("spec.maxCapacity", 6)),
+        "spec.maxCapacity",
+        "ElastiCache allows at most 5 replicas per shard",
+    ),
+    Case(
+        "statefulset-with-node-group",
+        _m(
+            "CachePool",
+            ("spec.target", {"kind": "StatefulSet", "name": "c", "nodeGroupId": "0001"}),
+        ),
+        "spec.target",
+        "apply only to target kind ReplicationGroup",
+    ),
+    # --- semantic checks (beyond CEL) ---
+    Case(
+        "bad-cron",
+        _m("WebTier", ("spec.schedules[0].cron", "0 25 * * *")),
+        "spec.schedules[0].cron",
+        "hour field '25': value 25 out of range 0-23",
+    ),
+    Case(
+        "cron-wrong-fields",
+        _m("WebTier", ("spec.schedules[0].cron", "0 8 * *")),
+        "spec.schedules[0].cron",
+        "expected 5 fields",
+    ),
+    Case(
+        "bad-timezone",
+        _m("WebTier", ("spec.schedules[0].timeZone", "Mars/Olympus_Mons")),
+        "spec.schedules[0].timeZone",
+        "unknown time zone 'Mars/Olympus_Mons'",
+    ),
+    Case(
+        "overlapping-steps",
+        _m(
+            "WebTier",
+            ("spec.metrics[0].target", DELETE),
+            (
+                "spec.metrics[0].stepScaling",
+                {
+                    "steps": [
+                        {"lowerBound": 70, "upperBound": 90, "adjustment": 1},
+                        {"lowerBound": 80, "adjustment": 2},
+                    ]
+                },
+            ),
+        ),
+        "spec.metrics[0].stepScaling.steps[1]",
+        "overlaps band",
+    ),
+    # --- document level ---
+    Case(
+        "bad-api-version",
+        _m("WebTier", ("apiVersion", "stackscaler.dev/v1")),
+        "apiVersion",
+        "must be stackscaler.dev/v1alpha1",
+    ),
+    Case(
+        "missing-name",
+        _m("WebTier", ("metadata.name", DELETE)),
+        "metadata.name",
+        "required field is missing",
+    ),
+]

@@ -14,7 +14,7 @@ import yaml
 from stackscaler.cli.commands import render_crds
 from stackscaler.model.crds import KINDS, all_crds, resource_schema
 from stackscaler.model.schema import RULE_CHECKS, iter_schemas
-from stackscaler.model.validation import validate_document
+from stackscaler.model.validation import validate_document, validate_value
 from tests.conftest import EXAMPLES, ROOT, load_docs
 from tests.unit.spec_cases import CASES
 
@@ -72,11 +72,8 @@ def test_every_defaulted_value_validates() -> None:
     for kind in KINDS:
         for path, node in _walk(resource_schema(kind)):
             if "default" in node:
-                from stackscaler.model.validation import _Validator
-
-                v = _Validator()
-                v.value(node, node["default"], path)
-                assert v.errors == [], f"{kind}{path}: default is invalid: {v.errors}"
+                _, errors = validate_value(node, node["default"], path)
+                assert errors == [], f"{kind}{path}: default is invalid: {errors}"
 
 
 # --- CEL agreement -----------------------------------------------------------

@@ -213,6 +213,15 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+def validate_value(
+    schema: Mapping[str, Any], value: Any, path: str = ""
+) -> tuple[Any, list[FieldError]]:
+    """Validate one value against a schema node; return it defaulted, and the problems."""
+    v = _Validator()
+    out = v.value(schema, value, path)
+    return out, v.errors
+
+
 def validate_document(doc: Any) -> tuple[dict[str, Any] | None, list[FieldError]]:
     """Validate one stackscaler document; return it defaulted, and every problem found.
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit crds check-crds bench clean
+.PHONY: demo test lint typecheck unit crds clean
 
 # Create the virtualenv and install the package with its test extra; re-run
 # when pyproject.toml changes.
@@ -21,8 +21,8 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict -p stackscaler
@@ -32,10 +32,7 @@ unit: $(STAMP)
 
 # Regenerate crds/*.yaml from the Python source of truth (stackscaler.model.crds).
 crds: $(STAMP)
-	$(BIN)/stackscaler crds --output-dir crds
-
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/stackscaler crds --output-dir crds --docs docs/api.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

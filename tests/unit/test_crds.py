@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from stackscaler.cli.commands import render_crds
+from stackscaler.model.apidoc import render_api_reference
 from stackscaler.model.crds import KINDS, all_crds, resource_schema
 from stackscaler.model.schema import RULE_CHECKS, iter_schemas
 from stackscaler.model.validation import validate_document, validate_value
@@ -26,6 +27,16 @@ def test_committed_crds_equal_generated() -> None:
     for name, text in rendered.items():
         on_disk = (ROOT / "crds" / name).read_text(encoding="utf-8")
         assert on_disk == text, f"crds/{name} is out of date: run `make crds`"
+
+
+def test_committed_api_reference_equals_generated() -> None:
+    text = render_api_reference()
+    assert (ROOT / "docs" / "api.md").read_text(encoding="utf-8") == text, (
+        "docs/api.md is out of date: run `make crds`"
+    )
+    for kind in KINDS:
+        assert f"## {kind}" in text
+    assert "| `spec.behavior.scaleIn.cooldownSeconds` | integer | `120` | >= 0; <= 86400 |" in text
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("crds", help="write the CustomResourceDefinitions as YAML")
     c.add_argument("--output-dir", default="crds", metavar="DIR")
+    c.add_argument("--docs", metavar="FILE", help="also write the Markdown API reference")
     c.add_argument(
         "--check",
         action="store_true",

@@ -13,6 +13,7 @@ import yaml
 
 from stackscaler.cli.files import Document, UsageError, read_documents
 from stackscaler.errors import FieldError, InvalidSpec
+from stackscaler.model.apidoc import render_api_reference
 from stackscaler.model.crds import all_crds
 from stackscaler.model.spec import Resource, parse_resource
 from stackscaler.policy import History, MetricObservation, Observations, decide
@@ -150,6 +151,17 @@ def render_crds() -> dict[str, str]:
 def cmd_crds(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     rendered = render_crds()
+    if args.docs:
+        docs = Path(args.docs)
+        text = render_api_reference()
+        if args.check:
+            if not docs.is_file() or docs.read_text(encoding="utf-8") != text:
+                print(f"out of date: {docs}; run `make crds`", file=sys.stderr)
+                return 1
+        else:
+            docs.parent.mkdir(parents=True, exist_ok=True)
+            docs.write_text(text, encoding="utf-8")
+            print(docs)
     if args.check:
         stale = [
             n

@@ -600,13 +600,7 @@ def _workload_or_asg_target() -> JSON:
             ),
         },
         required=["kind", "name"],
-        rules=[
-            only_when(
-                ["AutoScalingGroup"],
-                ["region", "roleArn", "syncMinMax"],
-                "region, roleArn and syncMinMax",
-            )
-        ],
+        rules=[only_when(["AutoScalingGroup"], ["region", "roleArn", "syncMinMax"])],
     )
 
 
@@ -759,7 +753,7 @@ def _replica_target() -> JSON:
                 field_path=".engine",
                 reason="FieldValueRequired",
             ),
-            only_when(["DBInstance"], ["engine"], "engine"),
+            only_when(["DBInstance"], ["engine"]),
         ],
     )
 
@@ -779,13 +773,7 @@ def _cache_target() -> JSON:
             "roleArn": _role_arn(),
         },
         required=["kind", "name"],
-        rules=[
-            only_when(
-                ["ReplicationGroup"],
-                ["nodeGroupId", "region", "roleArn"],
-                "nodeGroupId, region and roleArn",
-            )
-        ],
+        rules=[only_when(["ReplicationGroup"], ["nodeGroupId", "region", "roleArn"])],
     )
 
 

@@ -230,8 +230,9 @@ def exactly_one(fields: Sequence[str], message: str, *, field_path: str = "") ->
     )
 
 
-def only_when(kinds: Sequence[str], fields: Sequence[str], what: str) -> Rule:
+def only_when(kinds: Sequence[str], fields: Sequence[str]) -> Rule:
     """CEL and Python for "these fields may only be set when .kind is one of kinds"."""
+    what = ", ".join(fields[:-1]) + " and " + fields[-1] if len(fields) > 1 else fields[0]
     kind_list = ", ".join(f"'{k}'" for k in kinds)
     absent = " && ".join(f"!has(self.{f})" for f in fields)
     cel = f"self.kind in [{kind_list}] || ({absent})"

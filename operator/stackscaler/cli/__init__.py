@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from stackscaler import __version__
-from stackscaler.cli import commands
+from stackscaler.cli import commands, dev
 from stackscaler.cli.demo import cmd_demo
 from stackscaler.cli.files import UsageError
 from stackscaler.errors import InvalidSpec, StackscalerError
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--scale", type=float, default=100.0, help="multiply the trace's requests by this"
     )
+    dev.add_parser(sub)
     return p
 
 
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "decide": commands.cmd_decide,
         "crds": commands.cmd_crds,
         "demo": cmd_demo,
+        "dev": dev.cmd_dev,
     }
     try:
         return handlers[args.command](args)

@@ -465,7 +465,9 @@ def _on_metrics_unavailable() -> JSON:
         },
         rules=[
             rule(
-                "self.action != 'Fallback' || has(self.fallbackCapacity)",
+                # The API server checks the default {} against this rule without
+                # applying nested defaults first: guard every field with has().
+                "!has(self.action) || self.action != 'Fallback' || has(self.fallbackCapacity)",
                 "fallbackCapacity is required when action is Fallback",
                 lambda n: n.get("action") != "Fallback" or "fallbackCapacity" in n,
                 field_path=".fallbackCapacity",
@@ -528,15 +530,13 @@ def _scaling_rules(*, needs_metrics: bool) -> list[Rule]:
             "minCapacity must be <= maxCapacity",
             lambda n: n["minCapacity"] <= n["maxCapacity"],
             field_path=".minCapacity",
-            message_expression="'minCapacity (' + string(self.minCapacity) + ') must be <= "
-            "maxCapacity (' + string(self.maxCapacity) + '): lower minCapacity or raise "
-            "maxCapacity'",
             explain=lambda n: (
                 f"minCapacity ({n['minCapacity']}) must be <= maxCapacity "
                 f"({n['maxCapacity']}): lower minCapacity or raise maxCapacity"
             ),
         ),
         rule(
+            "!has(self.onMetricsUnavailable) || "
             "!has(self.onMetricsUnavailable.fallbackCapacity) || "
             "(self.onMetricsUnavailable.fallbackCapacity >= self.minCapacity && "
             "self.onMetricsUnavailable.fallbackCapacity <= self.maxCapacity)",

@@ -35,9 +35,9 @@ class Rule:
     check: Check = field(compare=False)
     field_path: str = ""
     reason: str = "FieldValueInvalid"
-    message_expression: str = ""
-    """Optional CEL messageExpression; ``explain`` is its Python twin."""
     explain: Callable[[Node], str] | None = field(default=None, compare=False)
+    """A richer offline message with the values. (No CEL messageExpression: the API
+    server's cost estimator treats string(int) as unbounded and rejects the CRD.)"""
 
     def message_for(self, node: Node) -> str:
         if self.explain is not None:
@@ -49,8 +49,6 @@ class Rule:
 
     def to_schema(self) -> JSON:
         out: JSON = {"rule": self.cel, "message": self.message}
-        if self.message_expression:
-            out["messageExpression"] = self.message_expression
         if self.field_path:
             out["fieldPath"] = self.field_path
         if self.reason != "FieldValueInvalid":
@@ -203,7 +201,6 @@ def rule(
     *,
     field_path: str = "",
     reason: str = "FieldValueInvalid",
-    message_expression: str = "",
     explain: Callable[[Node], str] | None = None,
 ) -> Rule:
     return Rule(
@@ -212,7 +209,6 @@ def rule(
         check=check,
         field_path=field_path,
         reason=reason,
-        message_expression=message_expression,
         explain=explain,
     )
 

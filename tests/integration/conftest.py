@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from kubernetes import client, config
 
@@ -207,7 +208,6 @@ async def aws(moto: MotoServer) -> AsyncIterator[AwsCaller]:
 @pytest.fixture
 def boto(moto: MotoServer) -> Any:
     """A plain boto3 factory for arranging test fixtures in moto."""
-    import boto3
 
     def make(service: str, region: str = REGION) -> Any:
         return boto3.client(service, region_name=region, endpoint_url=moto.endpoint)

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit crds controlplane clean
+.PHONY: demo test lint typecheck unit crds controlplane prometheus clean
 
 # Create the virtualenv and install the package with its test extra; re-run
 # when pyproject.toml changes.
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/stackscaler demo
 
-test: $(STAMP) controlplane lint typecheck unit
+test: $(STAMP) controlplane prometheus lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests
@@ -38,6 +38,19 @@ controlplane: $(STAMP)
 	@if command -v go >/dev/null 2>&1; then $(BIN)/stackscaler dev controlplane build; \
 	elif [ "$$CI" = "true" ]; then echo "CI=true but Go is missing: cannot build the control plane" >&2; exit 1; \
 	else echo "Go is not installed: tests that need the control plane will be skipped (see README)" >&2; fi
+
+# The real Prometheus server (Debian's package) for the Prometheus source's tests.
+# Installs it with apt-get when missing (root, or sudo); elsewhere those tests skip,
+# except under CI=true, where they fail.
+prometheus:
+	@if command -v prometheus >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing Debian's prometheus package" >&2; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	elif [ "$$CI" = "true" ]; then echo "CI=true but prometheus is missing and apt-get is not available" >&2; exit 1; \
+	else echo "prometheus is not installed: its tests will be skipped (apt-get install prometheus)" >&2; fi
 
 # Regenerate crds/*.yaml from the Python source of truth (stackscaler.model.crds).
 crds: $(STAMP)

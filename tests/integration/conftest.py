@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,13 @@ from kubernetes import client, config
 
 from stackscaler.aws import AwsCaller, AwsSettings
 from stackscaler.devtools import controlplane as cp
+from tests.integration.netutil import free_port
+from tests.integration.prometheus_fixtures import (  # noqa: F401 - fixtures
+    exporter_fixture,
+    fake_prometheus_fixture,
+    https_fake_prometheus_fixture,
+    prometheus_fixture,
+)
 
 REGION = "us-east-1"
 
@@ -114,12 +120,6 @@ def custom(api_client: client.ApiClient) -> Any:
 # --- AWS stand-in: moto in server mode on loopback --------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class MotoServer:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -133,7 +133,9 @@ class MotoServer:
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     """moto's HTTP server in its own process on a free loopback port."""
-    exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    # the venv's moto (pinned by the test extra) first, not whatever is on PATH
+    venv_exe = Path(sys.executable).parent / "moto_server"
+    exe = str(venv_exe) if venv_exe.exists() else (shutil.which("moto_server") or "moto_server")
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as out:

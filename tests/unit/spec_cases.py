@@ -432,6 +432,19 @@ CASES: list[Case] = [
     ),
 ]
 
+CASES.append(
+    Case(
+        "stale-shorter-than-period",
+        _m(
+            "WebTier",
+            ("spec.metrics[0].cloudWatch.periodSeconds", 300),
+            ("spec.metrics[0].staleAfterSeconds", 120),
+        ),
+        "spec.metrics[0].staleAfterSeconds",
+        "staleAfterSeconds must be >= cloudWatch.periodSeconds",
+    )
+)
+
 # Checks only the operator's model makes (the API server accepts these documents).
 OFFLINE_ONLY = {"bad-cron", "cron-wrong-fields", "bad-timezone", "overlapping-steps"}
 CASES = [Case(c.id, c.make, c.path, c.message, c.id in OFFLINE_ONLY) for c in CASES]

@@ -316,6 +316,17 @@ def _metric() -> JSON:
                 ["target", "stepScaling"],
                 "set exactly one of target (target tracking) or stepScaling",
             ),
+            rule(
+                "!has(self.cloudWatch) || !has(self.cloudWatch.periodSeconds) || "
+                "self.staleAfterSeconds >= self.cloudWatch.periodSeconds",
+                "staleAfterSeconds must be >= cloudWatch.periodSeconds: the newest complete "
+                "period is up to one period old",
+                lambda n: (
+                    "cloudWatch" not in n
+                    or n["staleAfterSeconds"] >= n["cloudWatch"].get("periodSeconds", 60)
+                ),
+                field_path=".staleAfterSeconds",
+            ),
         ],
     )
 

@@ -1,0 +1,721 @@
+"""The Prometheus metric source: one PromQL instant query per metric.
+
+``read`` sends ``GET {serverAddress}/api/v1/query?query=...&time=<now>&timeout=<t>s``
+with the metric's ``timeoutSeconds`` as the client timeout, the credentials and
+TLS settings the operator's :class:`PrometheusSettings` hold for that address
+(credentials are operator settings, never part of a custom resource), and turns
+the answer into a :class:`~stackscaler.metrics.base.Sample` or an error of the
+error tree:
+
+=====================================================  =================================
+Answer                                                 Result
+=====================================================  =================================
+vector with exactly one series                         its value and timestamp
+scalar                                                 its value and timestamp
+empty vector                                           MetricUnavailable (unknown)
+several series                                         :class:`InvalidQuery` (aggregate!)
+range vector or string                                 :class:`InvalidQuery`
+NaN, +Inf, -Inf                                        MetricUnavailable (unknown)
+HTTP 400 ``bad_data`` / 422 ``execution``              :class:`InvalidQuery`, with
+                                                       Prometheus's own error text
+HTTP 401 / 403                                         AccessDenied
+HTTP 429, 5xx, connection refused, timeout             MetricUnavailable (temporary)
+TLS verification failure, redirect, other 4xx          PermanentError
+=====================================================  =================================
+
+The value is never 0 for unknown.
+
+What "stale" means for this source
+----------------------------------
+Prometheus answers an instant query at evaluation time ``T`` (we pass
+``time=now``) from each series' newest raw sample in ``(T - lookback, T]``
+(lookback: ``--query.lookback-delta``, 5 minutes by default). A series without
+a sample in that window is left out, and so is a series whose newest sample is
+a *staleness marker*: Prometheus writes one when a series disappears from its
+target's scrape, or when a scrape of the target fails (target down). Either way
+the query comes back empty and the metric is **unknown** (MetricUnavailable),
+typically one or two scrape intervals after the exporter lost the series, at
+the latest after the lookback.
+
+The timestamp in a vector or scalar answer is the *evaluation* time ``T``, not
+the time of the underlying raw sample. Because we ask for ``time=now``, a
+correct server answers with ``T == now``, and
+:func:`~stackscaler.metrics.base.check_fresh` (``staleAfterSeconds``) on it only
+fails when the answer was not evaluated for the time asked: a caching proxy or
+query frontend replaying an old result, or a server that ignores ``time``. It
+does **not** measure how old the raw samples are. Clock skew between the
+operator and Prometheus shifts the lookback window; a server whose clock is
+behind by more than the lookback has no samples in the window and answers
+empty (unknown). A ``staleAfterSeconds`` shorter than the lookback therefore
+needs the query's help, for example ``max_over_time(metric[60s])`` (empty once
+the newest raw sample is older than 60 s) or
+``metric and (time() - timestamp(metric) < 60)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import os
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from yarl import URL
+
+from stackscaler import __version__
+from stackscaler.errors import (
+    AccessDenied,
+    FieldError,
+    MetricUnavailable,
+    PermanentError,
+)
+from stackscaler.metrics.base import MetricQuery, Sample, check_fresh
+from stackscaler.model.spec import PrometheusSource
+
+__all__ = [
+    "BasicAuth",
+    "InvalidQuery",
+    "InvalidSettings",
+    "PrometheusAuth",
+    "PrometheusMetricSource",
+    "PrometheusServer",
+    "PrometheusSettings",
+]
+
+QUERY_PATH = "/api/v1/query"
+MAX_SERIES_SHOWN = 5
+"""How many label sets a several-series error shows."""
+MAX_LABELS_CHARS = 160
+"""How long one shown label set may get before it is cut."""
+MAX_BODY_CHARS = 300
+"""How much of an unexpected response body a message quotes."""
+
+
+class InvalidQuery(PermanentError):
+    """The PromQL query is wrong for scaling: malformed, or not exactly one series."""
+
+
+class InvalidSettings(PermanentError):
+    """The operator's Prometheus settings are invalid; each problem names its field."""
+
+    def __init__(self, errors: Sequence[FieldError], *, source: str = "") -> None:
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__(prefix + "; ".join(str(e) for e in self.errors))
+
+
+# --- settings -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password_file: Path
+
+
+@dataclass(frozen=True)
+class PrometheusAuth:
+    """How to reach one Prometheus server: credentials, TLS, extra headers.
+
+    Secret files are read when a request is made and re-read when the file
+    changes (inode, size or mtime), so rotated tokens and passwords (a
+    Kubernetes Secret volume swaps its files atomically) are picked up.
+    """
+
+    bearer_token_file: Path | None = None
+    basic_auth: BasicAuth | None = None
+    ca_file: Path | None = None
+    """PEM bundle of the CAs that may sign the server's certificate (instead of the system's)."""
+    insecure_skip_verify: bool = False
+    """Accept any server certificate: for tests only."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra request headers, e.g. ``X-Scope-OrgID`` for a multi-tenant Mimir/Cortex."""
+
+
+@dataclass(frozen=True)
+class PrometheusServer:
+    address: str
+    """URL prefix this entry applies to: scheme, host, port and an optional path."""
+    auth: PrometheusAuth
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """The operator's Prometheus settings, read once at start-up."""
+
+    servers: tuple[PrometheusServer, ...] = ()
+    default_timeout_seconds: float = 10.0
+    """Client timeout for a source whose ``timeout_seconds`` is not positive."""
+
+    def auth_for(self, address: str) -> PrometheusAuth:
+        """The auth of the server entry matching ``address`` with the longest prefix.
+
+        Scheme, host and port must be equal; the entry's path must be a prefix of
+        the address's path at a ``/`` boundary. No match: no credentials, system CAs.
+        """
+        target = _url_key(URL(address))
+        best: tuple[int, PrometheusAuth] | None = None
+        for server in self.servers:
+            key = _url_key(URL(server.address))
+            if key[:3] != target[:3] or target[3][: len(key[3])] != key[3]:
+                continue
+            if best is None or len(key[3]) > best[0]:
+                best = (len(key[3]), server.auth)
+        return PrometheusAuth() if best is None else best[1]
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> PrometheusSettings:
+        """Read settings from a YAML (or JSON) file; raise InvalidSettings naming each field.
+
+        Blocking (reads files): call it at start-up, or via ``asyncio.to_thread``::
+
+            timeoutSeconds: 10            # optional
+            servers:
+              - address: https://prometheus.monitoring:9090
+                bearerTokenFile: /var/run/secrets/prometheus/token
+                caFile: /etc/prometheus-ca/ca.crt
+              - address: https://mimir.example.com/prometheus
+                basicAuth: {username: stackscaler, passwordFile: /secrets/mimir/password}
+                headers: {X-Scope-OrgID: tenant-a}
+                insecureSkipVerify: false
+
+        Relative file paths are relative to the settings file's directory.
+        """
+        path = Path(path)
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise InvalidSettings(
+                [FieldError("(file)", f"cannot read: {exc.strerror or exc}")], source=str(path)
+            ) from exc
+        except yaml.YAMLError as exc:
+            raise InvalidSettings(
+                [FieldError("(file)", f"not valid YAML or JSON: {exc}")], source=str(path)
+            ) from exc
+        return _SettingsParser(path.parent).parse(doc, source=str(path))
+
+
+_TOP_FIELDS = ("servers", "timeoutSeconds")
+_SERVER_FIELDS = (
+    "address",
+    "bearerTokenFile",
+    "basicAuth",
+    "caFile",
+    "insecureSkipVerify",
+    "headers",
+)
+_BASIC_FIELDS = ("username", "passwordFile")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class _SettingsParser:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.errors: list[FieldError] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+    def parse(self, doc: Any, *, source: str) -> PrometheusSettings:
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, dict):
+            raise InvalidSettings(
+                [FieldError("(root)", f"must be a mapping, not {type(doc).__name__}")],
+                source=source,
+            )
+        self.unknown(doc, _TOP_FIELDS, "")
+        timeout = 10.0
+        if "timeoutSeconds" in doc:
+            t = doc["timeoutSeconds"]
+            if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 600:
+                self.error("timeoutSeconds", f"must be a number of seconds in (0, 600], got {t!r}")
+            else:
+                timeout = float(t)
+        servers: list[PrometheusServer] = []
+        raw_servers = doc.get("servers", [])
+        if not isinstance(raw_servers, list):
+            self.error("servers", "must be a list of server entries")
+            raw_servers = []
+        seen: dict[tuple[str, str, int | None, tuple[str, ...]], int] = {}
+        for i, raw in enumerate(raw_servers):
+            address = raw.get("address") if isinstance(raw, dict) else None
+            if isinstance(address, str) and _address_problem(address) is None:
+                key = _url_key(URL(address))
+                if key in seen:
+                    self.error(
+                        f"servers[{i}].address",
+                        f"{address} is already configured by servers[{seen[key]}]",
+                    )
+                else:
+                    seen[key] = i
+            server = self.server(raw, f"servers[{i}]")
+            if server is not None:
+                servers.append(server)
+        if self.errors:
+            raise InvalidSettings(self.errors, source=source)
+        return PrometheusSettings(tuple(servers), timeout)
+
+    def unknown(self, d: Mapping[str, Any], known: Sequence[str], path: str) -> None:
+        for k in d:
+            if k not in known:
+                where = f"{path}.{k}" if path else str(k)
+                self.error(where, f"unknown field; expected one of {', '.join(known)}")
+
+    def string(self, d: Mapping[str, Any], key: str, path: str) -> str | None:
+        if key not in d:
+            return None
+        v = d[key]
+        if not isinstance(v, str) or not v.strip():
+            self.error(f"{path}.{key}", f"must be a non-empty string, got {v!r}")
+            return None
+        return v
+
+    def file(self, d: Mapping[str, Any], key: str, path: str) -> Path | None:
+        v = self.string(d, key, path)
+        if v is None:
+            return None
+        p = Path(v)
+        if not p.is_absolute():
+            p = self.base / p
+        if not p.is_file():
+            self.error(f"{path}.{key}", f"{p} does not exist or is not a file")
+            return None
+        if not os.access(p, os.R_OK):
+            self.error(f"{path}.{key}", f"{p} is not readable by the operator")
+            return None
+        return p
+
+    def server(self, raw: Any, path: str) -> PrometheusServer | None:
+        if not isinstance(raw, dict):
+            self.error(path, "must be a mapping with at least an address")
+            return None
+        before = len(self.errors)
+        self.unknown(raw, _SERVER_FIELDS, path)
+        address = self.string(raw, "address", path)
+        if address is None and "address" not in raw:
+            self.error(f"{path}.address", "required: the server URL, e.g. https://prom:9090")
+        elif address is not None:
+            problem = _address_problem(address)
+            if problem:
+                self.error(f"{path}.address", problem)
+        token = self.file(raw, "bearerTokenFile", path)
+        basic: BasicAuth | None = None
+        if "basicAuth" in raw:
+            b = raw["basicAuth"]
+            bpath = f"{path}.basicAuth"
+            if not isinstance(b, dict):
+                self.error(bpath, "must be a mapping with username and passwordFile")
+            else:
+                self.unknown(b, _BASIC_FIELDS, bpath)
+                user = self.string(b, "username", bpath)
+                pw = self.file(b, "passwordFile", bpath)
+                for k in _BASIC_FIELDS:
+                    if k not in b:
+                        self.error(f"{bpath}.{k}", "required")
+                if user is not None and ":" in user:
+                    self.error(f"{bpath}.username", "must not contain ':'")
+                if user is not None and pw is not None:
+                    basic = BasicAuth(user, pw)
+        if "bearerTokenFile" in raw and "basicAuth" in raw:
+            self.error(path, "set either bearerTokenFile or basicAuth, not both")
+        ca = self.file(raw, "caFile", path)
+        if ca is not None:
+            try:
+                ssl.create_default_context(cafile=str(ca))
+            except (ssl.SSLError, OSError) as exc:
+                self.error(f"{path}.caFile", f"{ca} is not a PEM CA bundle: {exc}")
+        insecure = raw.get("insecureSkipVerify", False)
+        if not isinstance(insecure, bool):
+            self.error(f"{path}.insecureSkipVerify", f"must be true or false, got {insecure!r}")
+            insecure = False
+        if insecure and "caFile" in raw:
+            self.error(path, "set either caFile or insecureSkipVerify, not both")
+        if (
+            (insecure or "caFile" in raw)
+            and address is not None
+            and URL(address).scheme.lower() != "https"
+        ):
+            self.error(path, "caFile and insecureSkipVerify apply to https addresses only")
+        headers = self.headers(raw, path, has_auth="bearerTokenFile" in raw or "basicAuth" in raw)
+        if len(self.errors) > before or address is None:
+            return None
+        return PrometheusServer(
+            address.rstrip("/"),
+            PrometheusAuth(
+                bearer_token_file=token,
+                basic_auth=basic,
+                ca_file=ca,
+                insecure_skip_verify=insecure,
+                headers=headers,
+            ),
+        )
+
+    def headers(
+        self, raw: Mapping[str, Any], path: str, *, has_auth: bool
+    ) -> tuple[tuple[str, str], ...]:
+        if "headers" not in raw:
+            return ()
+        h = raw["headers"]
+        hpath = f"{path}.headers"
+        if not isinstance(h, dict):
+            self.error(hpath, "must be a mapping of header name to value")
+            return ()
+        out: list[tuple[str, str]] = []
+        for name, value in h.items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                self.error(f"{hpath}.{name}", "not a valid HTTP header name")
+                continue
+            if not isinstance(value, str) or "\r" in value or "\n" in value:
+                self.error(f"{hpath}.{name}", "must be a one-line string")
+                continue
+            if name.lower() == "authorization" and has_auth:
+                self.error(
+                    f"{hpath}.{name}", "conflicts with bearerTokenFile/basicAuth; set one of them"
+                )
+                continue
+            out.append((name, value))
+        return tuple(out)
+
+
+def _address_problem(address: str) -> str | None:
+    try:
+        url = URL(address)
+    except ValueError as exc:
+        return f"not a URL: {exc}"
+    if url.scheme.lower() not in ("http", "https") or not url.host:
+        return f"must be an http:// or https:// URL with a host, got {_redact(address)}"
+    if url.user is not None or url.password is not None:
+        return "must not contain credentials; use bearerTokenFile or basicAuth"
+    if url.query_string or url.fragment:
+        return "must not contain a query string or fragment"
+    return None
+
+
+def _url_key(url: URL) -> tuple[str, str, int | None, tuple[str, ...]]:
+    segments = tuple(s for s in url.path.split("/") if s)
+    return (url.scheme.lower(), (url.host or "").lower(), url.port, segments)
+
+
+def _redact(address: str) -> str:
+    """The address without userinfo, for messages."""
+    try:
+        url = URL(address)
+    except ValueError:
+        return "<invalid URL>"
+    if url.user is None and url.password is None:
+        return address
+    return str(url.with_user(None))
+
+
+# --- secrets --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Secret:
+    key: tuple[int, int, int, int]
+    value: str
+
+
+def _load_secret(path: Path, cached: _Secret | None) -> _Secret:
+    """Blocking: stat the file, re-read it only when it changed."""
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    if cached is not None and cached.key == key:
+        return cached
+    return _Secret(key, path.read_text().strip())
+
+
+# --- the source -----------------------------------------------------------------
+
+
+@dataclass
+class _Server:
+    session: aiohttp.ClientSession
+    auth: PrometheusAuth
+
+
+class PrometheusMetricSource:
+    """Reads metrics with PromQL instant queries; see the module docstring.
+
+    One ``aiohttp.ClientSession`` per (server address, auth), created on first
+    use and closed by :meth:`close`.
+    """
+
+    def __init__(self, settings: PrometheusSettings | None = None) -> None:
+        self.settings = settings if settings is not None else PrometheusSettings()
+        self._servers: dict[tuple[str, PrometheusAuth], _Server] = {}
+        self._secrets: dict[Path, _Secret] = {}
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            await server.session.close()
+
+    async def read(self, query: MetricQuery, now: datetime) -> Sample:
+        source = query.source
+        if not isinstance(source, PrometheusSource):
+            raise TypeError(f"{query.resource} metric {query.metric.name} is not a Prometheus one")
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware, e.g. datetime.now(UTC)")
+        sample = await self._query(query, source, now)
+        return check_fresh(query, sample, now)
+
+    # -- HTTP ------------------------------------------------------------------
+
+    async def _server(self, address: str, where: str) -> _Server:
+        auth = self.settings.auth_for(address)
+        key = (address, auth)
+        server = self._servers.get(key)
+        if server is not None:
+            return server
+        async with self._lock:
+            server = self._servers.get(key)
+            if server is None:
+                tls: ssl.SSLContext | bool = True
+                if auth.insecure_skip_verify:
+                    tls = False
+                elif auth.ca_file is not None:
+                    try:
+                        tls = await asyncio.to_thread(
+                            ssl.create_default_context, cafile=auth.ca_file
+                        )
+                    except (OSError, ssl.SSLError) as exc:
+                        raise InvalidSettings(
+                            [FieldError("caFile", f"cannot load {auth.ca_file}: {exc}")],
+                            source=f"{where}: Prometheus settings for {_redact(address)}",
+                        ) from exc
+                session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(ssl=tls, limit_per_host=8),
+                    headers={
+                        "User-Agent": f"stackscaler/{__version__}",
+                        "Accept": "application/json",
+                    },
+                )
+                server = self._servers[key] = _Server(session, auth)
+        return server
+
+    async def _secret(self, path: Path) -> str:
+        secret = await asyncio.to_thread(_load_secret, path, self._secrets.get(path))
+        self._secrets[path] = secret
+        return secret.value
+
+    async def _headers(self, auth: PrometheusAuth, where: str, server: str) -> dict[str, str]:
+        headers = dict(auth.headers)
+        try:
+            if auth.bearer_token_file is not None:
+                token = await self._secret(auth.bearer_token_file)
+                headers["Authorization"] = f"Bearer {token}"
+            elif auth.basic_auth is not None:
+                password = await self._secret(auth.basic_auth.password_file)
+                credentials = f"{auth.basic_auth.username}:{password}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        except OSError as exc:
+            missing = exc.filename or "secret file"
+            raise InvalidSettings(
+                [FieldError("credentials", f"cannot read {missing}: {exc.strerror or exc}")],
+                source=f"{where}: Prometheus settings for {server}",
+            ) from exc
+        return headers
+
+    async def _query(self, query: MetricQuery, source: PrometheusSource, now: datetime) -> Sample:
+        where = f"{query.resource} metric {query.metric.name}"
+        address = source.server_address.rstrip("/")
+        shown = _redact(address)
+        problem = _address_problem(address)
+        if problem:
+            raise PermanentError(f"{where}: prometheus.serverAddress {shown}: {problem}")
+        timeout = (
+            float(source.timeout_seconds)
+            if source.timeout_seconds > 0
+            else self.settings.default_timeout_seconds
+        )
+        server = await self._server(address, where)
+        headers = await self._headers(server.auth, where, shown)
+        base = URL(address)
+        url = base.with_path(base.path.rstrip("/") + QUERY_PATH)
+        params = {
+            "query": source.query,
+            "time": f"{now.timestamp():.3f}",
+            "timeout": f"{timeout:g}s",
+        }
+        try:
+            async with server.session.get(
+                url,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                body = await resp.read()
+                location = resp.headers.get("Location", "")
+                retry_after = resp.headers.get("Retry-After", "")
+        except TimeoutError as exc:
+            raise MetricUnavailable(
+                f"{where}: Prometheus at {shown} did not answer within {timeout:g}s "
+                f"(prometheus.timeoutSeconds)"
+            ) from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise PermanentError(
+                f"{where}: TLS certificate of Prometheus at {shown} not trusted: "
+                f"{exc.certificate_error}; set caFile for this server in the operator's "
+                "Prometheus settings"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise MetricUnavailable(
+                f"{where}: cannot connect to Prometheus at {shown}: {exc.os_error.strerror or exc}"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise MetricUnavailable(
+                f"{where}: request to Prometheus at {shown} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return _interpret(
+            where, shown, source.query, status, body, location=location, retry_after=retry_after
+        )
+
+
+# --- answers --------------------------------------------------------------------
+
+
+def _excerpt(body: bytes | str) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_BODY_CHARS else text[: MAX_BODY_CHARS - 3] + "..."
+
+
+def _retry_delay(retry_after: str) -> float:
+    try:
+        return max(1.0, min(float(retry_after), 600.0))
+    except ValueError:
+        return 30.0
+
+
+def _interpret(
+    where: str,
+    server: str,
+    promql: str,
+    status: int,
+    body: bytes,
+    *,
+    location: str = "",
+    retry_after: str = "",
+) -> Sample:
+    """Turn one HTTP answer of /api/v1/query into a Sample or an error of the tree."""
+    doc: Any = None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        doc = None
+    error_type = str(doc.get("errorType", "")) if doc else ""
+    error_text = str(doc.get("error", "")) if doc and doc.get("error") else _excerpt(body)
+    answer = f"HTTP {status}" + (f" {error_type}" if error_type else "")
+
+    if status in (401, 403):
+        raise AccessDenied(
+            f"{where}: Prometheus at {server} refused the query ({answer}: {error_text}); "
+            "check the credentials for this server in the operator's Prometheus settings"
+        )
+    if 300 <= status < 400:
+        raise PermanentError(
+            f"{where}: Prometheus at {server} redirected to {location or '?'} ({answer}); "
+            "set prometheus.serverAddress to the final address"
+        )
+    if status == 429 or status >= 500 or error_type in ("timeout", "canceled", "unavailable"):
+        raise MetricUnavailable(
+            f"{where}: Prometheus at {server} is unavailable ({answer}: {error_text})",
+            delay=_retry_delay(retry_after) if retry_after else 30.0,
+        )
+    if status in (400, 422) or error_type in ("bad_data", "execution"):
+        raise InvalidQuery(
+            f"{where}: Prometheus at {server} rejected the query {promql!r} "
+            f"({answer}): {error_text}"
+        )
+    if status == 404:
+        raise PermanentError(
+            f"{where}: {server} does not serve the Prometheus API ({answer} for {QUERY_PATH}); "
+            "check prometheus.serverAddress (a missing path prefix such as /prometheus?)"
+        )
+    if status != 200:
+        raise PermanentError(f"{where}: unexpected answer from Prometheus at {server}: {answer}")
+    if doc is None or doc.get("status") != "success" or not isinstance(doc.get("data"), dict):
+        raise MetricUnavailable(
+            f"{where}: answer of {server} is not a Prometheus API response: {_excerpt(body)}"
+        )
+
+    data = doc["data"]
+    kind = data.get("resultType")
+    result = data.get("result")
+    if kind == "scalar":
+        return _sample(where, server, promql, result)
+    if kind == "vector" and isinstance(result, list):
+        if not result:
+            raise MetricUnavailable(
+                f"{where}: Prometheus at {server} returned an empty result for {promql!r}: "
+                "no series matched, or its newest sample is older than the lookback "
+                "(5m by default) or was marked stale (series gone from its target, or the "
+                "scrape failed)"
+            )
+        if len(result) > 1:
+            raise InvalidQuery(_several(where, promql, result))
+        series = result[0]
+        value = series.get("value") if isinstance(series, dict) else None
+        return _sample(where, server, promql, value)
+    if kind in ("matrix", "string"):
+        what = "a range vector" if kind == "matrix" else "a string"
+        raise InvalidQuery(
+            f"{where}: query {promql!r} returns {what}; scaling needs one instant value, "
+            "e.g. wrap a range selector in rate(...[5m]) or avg_over_time(...[5m])"
+        )
+    raise MetricUnavailable(
+        f"{where}: answer of {server} has an unexpected result type {kind!r}: {_excerpt(body)}"
+    )
+
+
+def _sample(where: str, server: str, promql: str, pair: Any) -> Sample:
+    try:
+        ts, raw = pair
+        value = float(raw)
+        timestamp = datetime.fromtimestamp(float(ts), UTC)
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        raise MetricUnavailable(
+            f"{where}: answer of {server} has a malformed sample {pair!r}"
+        ) from exc
+    if not math.isfinite(value):
+        raise MetricUnavailable(
+            f"{where}: query {promql!r} evaluated to {raw} (not a number): value unknown"
+        )
+    return Sample(value, timestamp)
+
+
+def _labels(series: Any) -> str:
+    metric = series.get("metric") if isinstance(series, dict) else None
+    if not isinstance(metric, dict):
+        return "{?}"
+    name = metric.get("__name__", "")
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items()) if k != "__name__")
+    text = f"{name}{{{inner}}}"
+    return text if len(text) <= MAX_LABELS_CHARS else text[: MAX_LABELS_CHARS - 4] + "...}"
+
+
+def _several(where: str, promql: str, result: list[Any]) -> str:
+    shown = [_labels(s) for s in result[:MAX_SERIES_SHOWN]]
+    more = len(result) - len(shown)
+    listed = "; ".join(shown) + (f"; and {more} more" if more else "")
+    return (
+        f"{where}: query {promql!r} returned {len(result)} series, scaling needs exactly one: "
+        f"{listed}. Aggregate them into one, e.g. sum({promql}) or max({promql})"
+    )

@@ -1,0 +1,132 @@
+"""A reverse proxy in front of moto that answers chosen operations with AWS errors.
+
+It speaks the real wire protocols: it forwards requests to moto unchanged and,
+while a fault is active, answers with the error document AWS itself sends
+(query protocol XML, or JSON with ``__type``), so botocore's retry logic and
+our error translation see exactly what they would see from AWS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+import aiohttp
+from aiohttp import web
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "host",
+}
+
+
+@dataclass
+class Fault:
+    operation: str | None
+    """None: every operation."""
+    code: str
+    status: int
+    until: float
+    """time.monotonic() deadline."""
+    message: str
+
+
+def operation_of(request: web.Request, body: bytes) -> str:
+    target = request.headers.get("X-Amz-Target")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    if "/operation/" in request.path:
+        return request.path.rsplit("/", 1)[-1]
+    if body:
+        action = parse_qs(body.decode(errors="replace")).get("Action")
+        if action:
+            return action[0]
+    action = request.query.get("Action")
+    return action or "?"
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.faults: list[Fault] = []
+        self.received: Counter[str] = Counter()
+        self.forwarded: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+        self.times: list[tuple[float, str]] = []
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.endpoint = ""
+
+    def fail(
+        self,
+        code: str,
+        *,
+        status: int = 400,
+        seconds: float = 3600.0,
+        operation: str | None = None,
+        message: str = "Rate exceeded",
+    ) -> None:
+        self.faults.append(Fault(operation, code, status, time.monotonic() + seconds, message))
+
+    def _active(self, operation: str) -> Fault | None:
+        now = time.monotonic()
+        for f in self.faults:
+            if now < f.until and f.operation in (None, operation):
+                return f
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        op = operation_of(request, body)
+        self.received[op] += 1
+        self.times.append((time.monotonic(), op))
+        fault = self._active(op)
+        if fault is not None:
+            self.answered[op] += 1
+            if request.headers.get("X-Amz-Target") or "json" in request.headers.get(
+                "Content-Type", ""
+            ):
+                return web.json_response(
+                    {"__type": fault.code, "message": fault.message},
+                    status=fault.status,
+                    headers={"x-amzn-query-error": f"{fault.code};Sender"},
+                )
+            xml = (
+                f"<ErrorResponse><Error><Type>Sender</Type><Code>{fault.code}</Code>"
+                f"<Message>{fault.message}</Message></Error>"
+                "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+            )
+            return web.Response(text=xml, status=fault.status, content_type="text/xml")
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, data=body, headers=headers
+        ) as upstream:
+            payload = await upstream.read()
+            self.forwarded[op] += 1
+            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+            return web.Response(body=payload, status=upstream.status, headers=out_headers)
+
+    async def start(self) -> str:
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        return self.endpoint
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()

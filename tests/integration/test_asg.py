@@ -1,0 +1,228 @@
+"""The Auto Scaling group actuator against moto in server mode (real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+from stackscaler.actuators.asg import AsgActuator
+from stackscaler.actuators.base import Capacity
+from stackscaler.aws import AwsCaller
+from stackscaler.errors import TargetNotFound
+from stackscaler.model.spec import Resource, parse_resource
+from tests.integration.conftest import REGION
+
+DESCRIBE = ("autoscaling", "DescribeAutoScalingGroups")
+SET_DESIRED = ("autoscaling", "SetDesiredCapacity")
+UPDATE = ("autoscaling", "UpdateAutoScalingGroup")
+
+
+def web(
+    group: str,
+    *,
+    name: str | None = None,
+    sync: bool = False,
+    min_capacity: int = 1,
+    max_capacity: int = 10,
+) -> Resource:
+    return parse_resource(
+        {
+            "apiVersion": "stackscaler.dev/v1alpha1",
+            "kind": "WebTier",
+            "metadata": {"name": name or group, "namespace": "shop", "uid": f"uid-{group}"},
+            "spec": {
+                "target": {
+                    "kind": "AutoScalingGroup",
+                    "name": group,
+                    "region": REGION,
+                    "syncMinMax": sync,
+                },
+                "minCapacity": min_capacity,
+                "maxCapacity": max_capacity,
+                "metrics": [
+                    {
+                        "name": "cpu",
+                        "prometheus": {"serverAddress": "http://127.0.0.1:9", "query": "up"},
+                        "target": {"type": "Value", "value": 50},
+                    }
+                ],
+            },
+        }
+    )
+
+
+@pytest.fixture
+def asg(boto: Any) -> Any:
+    client = boto("autoscaling")
+    client.create_launch_configuration(
+        LaunchConfigurationName="lc", ImageId="ami-12345678", InstanceType="t3.micro"
+    )
+    return client
+
+
+def make_group(asg: Any, name: str, *, desired: int, min_size: int, max_size: int) -> None:
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchConfigurationName="lc",
+        MinSize=min_size,
+        MaxSize=max_size,
+        DesiredCapacity=desired,
+        AvailabilityZones=[f"{REGION}a"],
+    )
+
+
+def group(asg: Any, name: str) -> dict[str, Any]:
+    return asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[  # type: ignore[no-any-return]
+        "AutoScalingGroups"
+    ][0]
+
+
+async def test_observe_counts_in_service_and_reports_desired_and_bounds(
+    aws: AwsCaller, asg: Any
+) -> None:
+    make_group(asg, "shop-web", desired=3, min_size=1, max_size=10)
+    # moto launches every instance straight to InService; Standby is the one other
+    # state it has: an instance in Standby is neither serving nor being added.
+    standby = group(asg, "shop-web")["Instances"][0]["InstanceId"]
+    asg.enter_standby(
+        AutoScalingGroupName="shop-web", InstanceIds=[standby], ShouldDecrementDesiredCapacity=True
+    )
+
+    cap = await AsgActuator(aws).observe(web("shop-web"))
+
+    assert (cap.current, cap.ready, cap.pending, cap.removing) == (2, 2, 0, 0)
+    assert (cap.minimum, cap.maximum, cap.busy) == (1, 10, None)
+    assert "1 in other states" in cap.detail
+    assert aws.clients.calls[DESCRIBE] == 1
+
+
+async def test_observe_classifies_pending_and_terminating_instances(
+    aws: AwsCaller, asg: Any
+) -> None:
+    make_group(asg, "shop-web", desired=6, min_size=1, max_size=10)
+    # moto never reports Pending* or Terminating* lifecycle states (its instances are
+    # InService at once), so this one DescribeAutoScalingGroups answer is moto's own
+    # group with the states a real group shows while it scales, served by Stubber.
+    answer = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["shop-web"])
+    answer.pop("ResponseMetadata")
+    states = [
+        "InService",
+        "Pending",
+        "Pending:Wait",
+        "Pending:Proceed",
+        "Terminating:Wait",
+        "Standby",
+    ]
+    for instance, state in zip(answer["AutoScalingGroups"][0]["Instances"], states, strict=True):
+        instance["LifecycleState"] = state
+    with Stubber(aws.clients.get("autoscaling", REGION, None)) as stub:
+        stub.add_response(
+            "describe_auto_scaling_groups",
+            answer,
+            {"AutoScalingGroupNames": ["shop-web"], "MaxRecords": 100},
+        )
+        cap = await AsgActuator(aws).observe(web("shop-web"))
+        stub.assert_no_pending_responses()
+
+    assert (cap.current, cap.ready, cap.pending, cap.removing) == (6, 1, 3, 1)
+
+
+async def test_apply_sets_desired_capacity_only_when_it_changes(aws: AwsCaller, asg: Any) -> None:
+    make_group(asg, "shop-web", desired=2, min_size=1, max_size=10)
+    actuator = AsgActuator(aws)
+    resource = web("shop-web")
+
+    observed = await actuator.observe(resource)
+    same = await actuator.apply(resource, 2, observed)
+    assert (same.requested, same.changed, same.clamped) == (2, False, None)
+    assert aws.clients.calls[SET_DESIRED] == 0
+
+    out = await actuator.apply(resource, 5, observed)
+    assert (out.requested, out.changed, out.clamped) == (5, True, None)
+    assert aws.clients.calls[SET_DESIRED] == 1
+    assert group(asg, "shop-web")["DesiredCapacity"] == 5
+    assert (await actuator.observe(resource)).current == 5
+
+
+async def test_apply_clamps_to_the_groups_own_bounds_and_says_so(aws: AwsCaller, asg: Any) -> None:
+    make_group(asg, "shop-web", desired=4, min_size=2, max_size=10)
+    actuator = AsgActuator(aws)
+    resource = web("shop-web", max_capacity=20)
+
+    high = await actuator.apply(resource, 12, await actuator.observe(resource))
+    assert (high.requested, high.changed) == (10, True)
+    assert high.clamped == "desired 12 clamped to the group's MaxSize 10"
+    assert group(asg, "shop-web")["DesiredCapacity"] == 10
+
+    # Clamped to what the group already has: nothing to send.
+    again = await actuator.apply(resource, 15, await actuator.observe(resource))
+    assert (again.requested, again.changed) == (10, False)
+    assert again.clamped == "desired 15 clamped to the group's MaxSize 10"
+
+    low = await actuator.apply(resource, 0, await actuator.observe(resource))
+    assert (low.requested, low.changed) == (2, True)
+    assert low.clamped == "desired 0 clamped to the group's MinSize 2"
+    found = group(asg, "shop-web")
+    assert (found["MinSize"], found["MaxSize"], found["DesiredCapacity"]) == (2, 10, 2)
+    assert aws.clients.calls[SET_DESIRED] == 2
+    assert aws.clients.calls[UPDATE] == 0
+
+
+async def test_sync_min_max_updates_the_group_bounds_then_the_desired_capacity(
+    aws: AwsCaller, asg: Any
+) -> None:
+    make_group(asg, "shop-web", desired=1, min_size=1, max_size=5)
+    actuator = AsgActuator(aws)
+    resource = web("shop-web", sync=True, min_capacity=2, max_capacity=20)
+
+    out = await actuator.apply(resource, 8, await actuator.observe(resource))
+
+    assert (out.requested, out.changed, out.clamped) == (8, True, None)
+    found = group(asg, "shop-web")
+    assert (found["MinSize"], found["MaxSize"], found["DesiredCapacity"]) == (2, 20, 8)
+    assert aws.clients.calls[UPDATE] == 1
+    assert aws.clients.calls[SET_DESIRED] == 1
+
+    # In sync and at the desired capacity: no call at all.
+    again = await actuator.apply(resource, 8, await actuator.observe(resource))
+    assert again.changed is False
+    assert aws.clients.calls[UPDATE] == 1
+    assert aws.clients.calls[SET_DESIRED] == 1
+
+
+async def test_250_groups_observed_together_cost_three_describe_calls(
+    aws: AwsCaller, asg: Any
+) -> None:
+    for i in range(250):
+        make_group(asg, f"g{i:03d}", desired=0, min_size=0, max_size=i + 1)
+    actuator = AsgActuator(aws)
+
+    caps = await asyncio.gather(*(actuator.observe(web(f"g{i:03d}")) for i in range(250)))
+
+    assert aws.clients.calls[DESCRIBE] == 3  # ceil(250 / 100)
+    assert [c.maximum for c in caps] == [i + 1 for i in range(250)]  # each its own group
+
+
+async def test_unknown_group_fails_alone_in_its_batch(aws: AwsCaller, asg: Any) -> None:
+    make_group(asg, "shop-web", desired=2, min_size=1, max_size=10)
+    make_group(asg, "shop-workers", desired=3, min_size=0, max_size=50)
+    actuator = AsgActuator(aws)
+
+    results = await asyncio.gather(
+        actuator.observe(web("shop-web")),
+        actuator.observe(web("shop-gone")),
+        actuator.observe(web("shop-workers")),
+        actuator.observe(web("shop-web", name="web-again")),  # two resources, one group
+        return_exceptions=True,
+    )
+
+    assert aws.clients.calls[DESCRIBE] == 1
+    web_cap, gone, workers, web_again = results
+    assert isinstance(web_cap, Capacity) and web_cap.current == 2
+    assert isinstance(workers, Capacity) and (workers.current, workers.maximum) == (3, 50)
+    assert web_again == web_cap
+    assert isinstance(gone, TargetNotFound)
+    assert "shop-gone" in str(gone) and REGION in str(gone)

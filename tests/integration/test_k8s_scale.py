@@ -1,0 +1,161 @@
+"""The /scale actuator against the real API server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from stackscaler.actuators.k8s_scale import K8sScaleActuator
+from stackscaler.devtools.controlplane import ControlPlane
+from stackscaler.errors import AccessDenied, TargetNotFound
+from stackscaler.model.spec import Resource, parse_resource
+
+pytestmark = pytest.mark.controlplane
+
+
+def _resource(namespace: str, kind: str, name: str) -> Resource:
+    return parse_resource(
+        {
+            "apiVersion": "stackscaler.dev/v1alpha1",
+            "kind": "WebTier",
+            "metadata": {"name": f"tier-{name}", "namespace": namespace},
+            "spec": {
+                "target": {"kind": kind, "name": name},
+                "maxCapacity": 10,
+                "metrics": [
+                    {
+                        "name": "rps",
+                        "target": {"value": 10},
+                        "prometheus": {"serverAddress": "http://p:9090", "query": "rps"},
+                    }
+                ],
+            },
+        }
+    )
+
+
+def _pod_template(name: str) -> client.V1PodTemplateSpec:
+    return client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(labels={"app": name}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="app", image="nginx")]),
+    )
+
+
+def _workloads(api: client.ApiClient, namespace: str) -> None:
+    apps = client.AppsV1Api(api)
+    selector = client.V1LabelSelector(match_labels={"app": "web"})
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1DeploymentSpec(
+                replicas=2, selector=selector, template=_pod_template("web")
+            ),
+        ),
+    )
+    apps.create_namespaced_stateful_set(
+        namespace,
+        client.V1StatefulSet(
+            metadata=client.V1ObjectMeta(name="cache"),
+            spec=client.V1StatefulSetSpec(
+                replicas=3,
+                selector=client.V1LabelSelector(match_labels={"app": "cache"}),
+                service_name="cache",
+                template=_pod_template("cache"),
+            ),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "start"), [("Deployment", "web", 2), ("StatefulSet", "cache", 3)]
+)
+async def test_observe_and_apply(
+    api_client: client.ApiClient, namespace: str, kind: str, name: str, start: int
+) -> None:
+    _workloads(api_client, namespace)
+    actuator = K8sScaleActuator(api_client)
+    try:
+        res = _resource(namespace, kind, name)
+        cap = await actuator.observe(res)
+        # no controllers run here: nothing is ready, everything asked for is pending
+        assert (cap.current, cap.ready, cap.pending) == (start, 0, start)
+        same = await actuator.apply(res, start, cap)
+        assert not same.changed
+        assert actuator.calls["patch_scale"] == 0
+        result = await actuator.apply(res, 7, cap)
+        assert result.changed and result.requested == 7
+        assert (await actuator.observe(res)).current == 7
+        assert actuator.calls["patch_scale"] == 1
+    finally:
+        await actuator.close()
+    apps = client.AppsV1Api(api_client)
+    read: Any = (
+        apps.read_namespaced_deployment
+        if kind == "Deployment"
+        else apps.read_namespaced_stateful_set
+    )
+    assert read(name, namespace).spec.replicas == 7  # the workload itself changed
+
+
+async def test_missing_workload(api_client: client.ApiClient, namespace: str) -> None:
+    actuator = K8sScaleActuator(api_client)
+    try:
+        with pytest.raises(TargetNotFound) as info:
+            await actuator.observe(_resource(namespace, "Deployment", "absent"))
+        assert f"Deployment {namespace}/absent does not exist" in str(info.value)
+    finally:
+        await actuator.close()
+
+
+async def test_forbidden_names_the_permission(
+    api_client: client.ApiClient, namespace: str, controlplane: ControlPlane
+) -> None:
+    _workloads(api_client, namespace)
+    core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader"))
+    )
+    rbac.create_namespaced_role(
+        namespace,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="reader"),
+            rules=[
+                client.V1PolicyRule(
+                    api_groups=["apps"], resources=["deployments/scale"], verbs=["get"]
+                )
+            ],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="reader"),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name="reader"
+            ),
+            subjects=[
+                client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)
+            ],
+        ),
+    )
+    token = core.create_namespaced_service_account_token(
+        "reader",
+        namespace,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+    ).status.token
+    conf = client.Configuration()
+    conf.host, conf.ssl_ca_cert = controlplane.server, str(controlplane.ca_file)
+    conf.api_key = {"authorization": f"Bearer {token}"}
+    with client.ApiClient(conf) as limited:
+        actuator = K8sScaleActuator(limited)
+        try:
+            res = _resource(namespace, "Deployment", "web")
+            cap = await actuator.observe(res)  # get is allowed
+            with pytest.raises(AccessDenied) as info:
+                await actuator.apply(res, 5, cap)
+            assert "'patch' on 'deployments/scale'" in str(info.value)
+        finally:
+            await actuator.close()

@@ -486,3 +486,12 @@ def test_decision_to_dict() -> None:
     assert d["metrics"] == [
         {"name": "cpu", "state": "Known", "value": 90, "target": 50.0, "recommendation": 6}
     ]
+
+
+def test_history_if_held_keeps_observations_but_not_the_action() -> None:
+    spec = scaling(scale_in={**NO_LIMITS, "stabilizationWindowSeconds": 300})
+    d = decide(spec, obs(3, cpu=90), History(), NOW)
+    assert d.history.last_scale_out == NOW.timestamp()
+    held = d.history_if_held
+    assert held.last_scale_out is None and held.events == ()
+    assert held.scale_in_window == d.history.scale_in_window  # the recommendation is kept

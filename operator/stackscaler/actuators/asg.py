@@ -56,6 +56,7 @@ def group_capacity(group: Mapping[str, Any]) -> Capacity:
     status = group.get("Status")
     return Capacity(
         current=desired,
+        is_setpoint=True,
         ready=ready,
         pending=pending,
         removing=removing,

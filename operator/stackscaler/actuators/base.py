@@ -29,6 +29,10 @@ class Capacity:
     """The target's own lower bound (ASG MinSize), if it has one."""
     maximum: int | None = None
     """The target's own upper bound (ASG MaxSize, engine replica limit)."""
+    is_setpoint: bool = False
+    """``current`` is a setpoint the target holds (ASG DesiredCapacity, /scale
+    spec.replicas): a value other than what stackscaler set means someone else set it.
+    False for fleets that converge step by step (RDS replicas, ElastiCache)."""
     busy: str | None = None
     """Why the target cannot be changed right now (a modification in progress)."""
     detail: str = ""

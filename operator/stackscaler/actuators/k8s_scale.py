@@ -77,6 +77,7 @@ class K8sScaleActuator:
         have = int((scale.status.replicas if scale.status else 0) or 0)
         return Capacity(
             current=wanted,
+            is_setpoint=True,
             ready=min(have, wanted),
             pending=max(0, wanted - have),
             removing=max(0, have - wanted),

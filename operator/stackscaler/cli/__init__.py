@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from stackscaler import __version__
-from stackscaler.cli import commands, dev
+from stackscaler.cli import commands, dev, run
 from stackscaler.cli.demo import cmd_demo
 from stackscaler.cli.files import UsageError
 from stackscaler.errors import InvalidSpec, StackscalerError
@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scale", type=float, default=100.0, help="multiply the trace's requests by this"
     )
     dev.add_parser(sub)
+    run.add_parser(sub)
     return p
 
 
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "crds": commands.cmd_crds,
         "demo": cmd_demo,
         "dev": dev.cmd_dev,
+        "run": run.cmd_run,
     }
     try:
         return handlers[args.command](args)

@@ -793,7 +793,8 @@ def _status() -> JSON:
         "A condition in the Kubernetes convention.",
         {
             "type": string(
-                "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused or DryRun.",
+                "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused, DryRun or "
+                "OutOfBandChange.",
                 max_length=64,
             ),
             "status": string("True, False or Unknown.", enum=["True", "False", "Unknown"]),
@@ -821,6 +822,11 @@ def _status() -> JSON:
             "observedGeneration": integer("Generation of the last reconciled spec.", fmt="int64"),
             "currentCapacity": integer("Capacity observed at the target.", fmt="int64"),
             "desiredCapacity": integer("Capacity the policy decided.", fmt="int64"),
+            "appliedCapacity": integer(
+                "Capacity the operator last set at the target (a different current capacity "
+                "means someone else changed it).",
+                fmt="int64",
+            ),
             "lastScaleTime": string("Time of the last scale action.", fmt="date-time"),
             "lastScaleOutTime": string("Time of the last scale-out.", fmt="date-time"),
             "lastScaleInTime": string("Time of the last scale-in.", fmt="date-time"),
@@ -845,7 +851,8 @@ def _status() -> JSON:
                 preserve_unknown=True,
             ),
             "conditions": array(
-                "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused, DryRun.",
+                "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused, DryRun, "
+                "OutOfBandChange.",
                 condition,
                 max_items=16,
                 map_keys=["type"],

@@ -254,6 +254,7 @@ def decide(
         (s.max_step.period_seconds for s in (b.scale_out, b.scale_in) if s.max_step is not None),
         default=0,
     )
+    held_history = next_history
     next_history = next_history.with_scale(t, desired - current, keep_seconds=keep)
     driver = max(
         (r for r in known if r.recommendation is not None),
@@ -281,5 +282,6 @@ def decide(
         metrics_available=not unknown,
         fallback_active=fallback,
         history=next_history,
+        history_if_held=held_history,
         headline=headline,
     )

@@ -108,6 +108,10 @@ class Decision:
     fallback_active: bool
     history: History
     """History to persist if this decision is carried out."""
+    history_if_held: History = field(default_factory=History)
+    """History to persist if it is not (DryRun, paused, target busy, apply failed):
+    the observations are remembered (stabilization windows, failure counts), the scale
+    action that did not happen is not."""
     headline: str = ""
     """One line: what was decided and the main reason (for tables and Events)."""
 

@@ -1,0 +1,78 @@
+"""``stackscaler run``: run the operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from stackscaler.cli.files import UsageError
+from stackscaler.handlers.operator import RunSettings, parse_selector, run_operator
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    r = sub.add_parser("run", help="run the operator (kopf)")
+    scope = r.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable; globs allowed)",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
+    r.add_argument(
+        "-l",
+        "--selector",
+        default="",
+        metavar="KEY=VALUE,...",
+        help="only resources with these labels (shard a fleet across operators)",
+    )
+    peer = r.add_mutually_exclusive_group()
+    peer.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="coordinate replicas through this KopfPeering (needs its CRDs)",
+    )
+    peer.add_argument("--standalone", action="store_true", help="no peering (the default)")
+    r.add_argument("--priority", type=int, default=0, help="peering priority")
+    r.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="port for /metrics, /healthz and /readyz (0: any free port)",
+    )
+    r.add_argument("--metrics-host", default="0.0.0.0", help="address to serve them on")
+    r.add_argument("--log-format", choices=("json", "text"), default="text")
+    r.add_argument("--log-level", default="INFO")
+    r.add_argument(
+        "--prometheus-settings",
+        type=Path,
+        metavar="FILE",
+        help="credentials for Prometheus servers (YAML; see docs/io.md)",
+    )
+    r.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        selector = parse_selector(args.selector)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    settings = RunSettings(
+        namespaces=tuple(args.namespace),
+        selector=selector,
+        peering=args.peering,
+        priority=args.priority,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        log_format=args.log_format,
+        log_level=args.log_level.upper(),
+        prometheus_settings=args.prometheus_settings,
+        kubeconfig=args.kubeconfig,
+    )
+    asyncio.run(run_operator(settings))
+    return 0

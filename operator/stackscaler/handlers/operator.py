@@ -1,0 +1,193 @@
+"""``stackscaler run``: the kopf operator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import os
+import signal
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from stackscaler import API_GROUP, API_VERSION, __version__
+from stackscaler.actuators.registry import Actuators
+from stackscaler.aws import AwsCaller, AwsSettings, RateLimiters
+from stackscaler.kube import KubeEvents, KubeStatus, api_client
+from stackscaler.metrics.prometheus import PrometheusSettings
+from stackscaler.metrics.registry import MetricSources
+from stackscaler.model.crds import KINDS
+from stackscaler.observability.logs import LogFormat, configure_logging
+from stackscaler.observability.metrics import OperatorMetrics
+from stackscaler.observability.server import HealthServer
+from stackscaler.reconcile import Reconciler, Ref
+from stackscaler.scheduler import Scheduler
+
+log = logging.getLogger("stackscaler.operator")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    namespaces: tuple[str, ...] = ()
+    """Empty: every namespace."""
+    selector: tuple[tuple[str, str | None], ...] = ()
+    """Label selector: (key, value) pairs; value None means the label must exist."""
+    peering: str | None = None
+    """A KopfPeering name to coordinate several replicas; None: standalone."""
+    priority: int = 0
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8080
+    log_format: LogFormat = "text"
+    log_level: str = "INFO"
+    prometheus_settings: Path | None = None
+    kubeconfig: str | None = None
+    jitter_seconds: float = 0.2
+
+
+def parse_selector(text: str) -> tuple[tuple[str, str | None], ...]:
+    """``app=web,tier`` -> (("app", "web"), ("tier", None)); only = and presence."""
+    out: list[tuple[str, str | None]] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if "!=" in part or part.startswith("!"):
+            raise ValueError(f"--selector {text!r}: only key=value and key (exists) are supported")
+        key, sep, value = part.partition("=")
+        out.append((key.strip(), value.strip() if sep else None))
+    return tuple(out)
+
+
+def _labels(selector: tuple[tuple[str, str | None], ...]) -> dict[str, Any] | None:
+    if not selector:
+        return None
+    return {k: (kopf.PRESENT if v is None else v) for k, v in selector}
+
+
+class Operator:
+    """Everything one operator process runs, built once at start-up."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.metrics = OperatorMetrics()
+        self.api = api_client(settings.kubeconfig)
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stackscaler-kube")
+        self.caller = AwsCaller(
+            AwsSettings.from_env(),
+            limiters=RateLimiters(on_wait=self.metrics.limiter_wait_hook()),
+            hook=self.metrics.aws_call_hook(),
+        )
+        prometheus = (
+            PrometheusSettings.from_file(settings.prometheus_settings)
+            if settings.prometheus_settings
+            else None
+        )
+        self.sources = MetricSources(self.caller, prometheus)
+        self.actuators = Actuators(self.caller, self.api)
+        self.reconciler = Reconciler(
+            self.sources,
+            self.actuators,
+            KubeStatus(self.api, self.executor),
+            KubeEvents(self.api, self.executor),
+            metrics=self.metrics,
+        )
+        self.scheduler = Scheduler(
+            self._tick, jitter=settings.jitter_seconds, on_forget=self._forget
+        )
+        self.kinds: Counter[str] = Counter()
+        self.watching = False
+        self.health = HealthServer(
+            self.metrics.registry, host=settings.metrics_host, port=settings.metrics_port
+        )
+        self.health.add_check("watching", lambda: self.watching or "not watching yet")
+
+    async def _tick(self, body: Mapping[str, Any]) -> float:
+        ref = Ref.of(body)
+        with self.metrics.observe_reconcile(ref.kind):
+            result = await self.reconciler.tick(body)
+        return result.delay
+
+    def _forget(self, uid: str, body: Mapping[str, Any]) -> None:
+        ref = Ref.of(body)
+        self.reconciler.forget(uid)
+        self.metrics.forget(ref.kind, ref.namespace, ref.name)
+
+    def on_event(self, event: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+        raw = copy.deepcopy(dict(body))
+        uid = str((raw.get("metadata") or {}).get("uid", ""))
+        kind = str(raw.get("kind", ""))
+        if event.get("type") == "DELETED":
+            self.scheduler.remove(uid)
+            self.kinds[kind] -= 1 if self.kinds[kind] > 0 else 0
+        else:
+            before = len(self.scheduler)
+            self.scheduler.upsert(raw)
+            if len(self.scheduler) > before:
+                self.kinds[kind] += 1
+        self.metrics.set_resources(kind, self.kinds[kind])
+
+    def registry(self) -> kopf.OperatorRegistry:
+        registry = kopf.OperatorRegistry()
+        kopf.on.login(registry=registry)(kopf.login_via_client)
+
+        @kopf.on.startup(registry=registry)
+        async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.posting.enabled = False  # our own Events, one per fact
+            settings.watching.server_timeout = 300
+            self.watching = True
+
+        labels = _labels(self.settings.selector)
+        for info in KINDS.values():
+
+            @kopf.on.event(API_GROUP, API_VERSION, info.plural, registry=registry, labels=labels)
+            async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+                self.on_event(event, body)
+
+        return registry
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        await self.sources.close()
+        await self.actuators.close()
+        self.caller.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.health.stop()
+        self.api.close()
+
+
+async def run_operator(settings: RunSettings, stop: asyncio.Event | None = None) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    # kopf logs every handled watch event at INFO with its whole settings object
+    for name in ("kopf.objects", "kopf.activities", "kopf._core"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = settings.kubeconfig  # for kopf's login too
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+    operator = Operator(settings)
+    port = await operator.health.start()
+    log.info(
+        "stackscaler %s: metrics and health on port %s; namespaces: %s",
+        __version__,
+        port,
+        ", ".join(settings.namespaces) or "all",
+    )
+    try:
+        await kopf.operator(
+            registry=operator.registry(),
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            standalone=settings.peering is None,
+            peering_name=settings.peering,
+            priority=settings.priority,
+            stop_flag=stop,
+        )
+    finally:
+        await operator.close()

@@ -1,0 +1,84 @@
+"""Writing status and Events with the Kubernetes API (sync client, bounded executor)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from kubernetes import client, config
+
+from stackscaler import API_GROUP, API_VERSION
+from stackscaler.reconcile import Ref
+
+COMPONENT = "stackscaler"
+
+
+def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster configuration when running in a pod, else the kubeconfig."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+class KubeStatus:
+    """Replaces a resource's status through the /status subresource only."""
+
+    def __init__(self, api: client.ApiClient, executor: ThreadPoolExecutor) -> None:
+        self._objects = client.CustomObjectsApi(api)
+        self._executor = executor
+
+    async def write(self, ref: Ref, status: dict[str, Any]) -> None:
+        patch = [{"op": "add", "path": "/status", "value": status}]  # JSON patch: replace all
+        call = partial(
+            self._objects.patch_namespaced_custom_object_status,
+            API_GROUP,
+            API_VERSION,
+            ref.namespace,
+            ref.plural,
+            ref.name,
+            patch,
+            _content_type="application/json-patch+json",  # the client would send merge-patch
+        )
+        await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+
+class KubeEvents:
+    """core/v1 Events about stackscaler resources (kubectl describe shows them)."""
+
+    def __init__(self, api: client.ApiClient, executor: ThreadPoolExecutor) -> None:
+        self._core = client.CoreV1Api(api)
+        self._executor = executor
+        self._instance = socket.gethostname()
+
+    async def record(self, ref: Ref, type_: str, reason: str, message: str) -> None:
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=ref.namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{API_GROUP}/{API_VERSION}",
+                kind=ref.kind,
+                name=ref.name,
+                namespace=ref.namespace,
+                uid=ref.uid,
+            ),
+            reason=reason,
+            message=message,
+            type=type_,
+            count=1,
+            first_timestamp=now,
+            last_timestamp=now,
+            event_time=None,
+            source=client.V1EventSource(component=COMPONENT),
+            reporting_component=f"{API_GROUP}/operator",
+            reporting_instance=self._instance,
+        )
+        call = partial(self._core.create_namespaced_event, ref.namespace, event)
+        await asyncio.get_running_loop().run_in_executor(self._executor, call)

@@ -12,6 +12,7 @@ from typing import Any
 from kubernetes import client, config
 
 from stackscaler import API_GROUP, API_VERSION
+from stackscaler.errors import PermanentError
 from stackscaler.reconcile import Ref
 
 COMPONENT = "stackscaler"
@@ -25,7 +26,14 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
             return client.ApiClient()
         except config.ConfigException:
             pass
-    return config.new_client_from_config(config_file=kubeconfig)
+    try:
+        return config.new_client_from_config(config_file=kubeconfig)
+    except (config.ConfigException, OSError) as exc:
+        where = kubeconfig or "KUBECONFIG / ~/.kube/config"
+        raise PermanentError(
+            f"no Kubernetes configuration: not running in a pod, and {where} cannot be used "
+            f"({exc}); pass --kubeconfig FILE"
+        ) from exc
 
 
 class KubeStatus:

@@ -245,7 +245,7 @@ def test_crds_check(tmp_path: Path) -> None:
 
 
 def test_demo_preview_runs() -> None:
-    r = run("demo", "--days", "0.5")
+    r = run("demo", "--preview", "--days", "0.5")
     assert r.returncode == 0, r.stderr
     assert "PREVIEW" in r.stdout
     assert "instance-hours" in r.stdout

@@ -7,8 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from stackscaler import __version__
-from stackscaler.cli import commands, dev, run
-from stackscaler.cli.demo import cmd_demo
+from stackscaler.cli import commands, demo, dev, run
 from stackscaler.cli.files import UsageError
 from stackscaler.errors import InvalidSpec, StackscalerError
 
@@ -56,16 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--output-dir", default="crds", metavar="DIR")
     c.add_argument("--docs", metavar="FILE", help="also write the Markdown API reference")
     c.add_argument(
+        "--chart-crds", metavar="DIR", help="also write the Helm chart's CRD templates into DIR"
+    )
+    c.add_argument(
         "--check",
         action="store_true",
         help="exit 1 if the files in DIR differ from the generated ones",
     )
 
-    m = sub.add_parser("demo", help="preview: the policy replays the NASA trace")
-    m.add_argument("--days", type=float, default=3.0, help="days of the trace to replay")
-    m.add_argument(
-        "--scale", type=float, default=100.0, help="multiply the trace's requests by this"
-    )
+    demo.add_parser(sub)
     dev.add_parser(sub)
     run.add_parser(sub)
     return p
@@ -77,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": commands.cmd_validate,
         "decide": commands.cmd_decide,
         "crds": commands.cmd_crds,
-        "demo": cmd_demo,
+        "demo": demo.cmd_demo,
         "dev": dev.cmd_dev,
         "run": run.cmd_run,
     }

@@ -1,15 +1,20 @@
-"""``stackscaler demo``: a preview of the policy on real traffic.
+"""``stackscaler demo``: the stack of examples/stack.yaml, live, on launch day.
 
-Until the end-to-end demo (control plane + AWS stand-in + operator) lands,
-this replays the embedded NASA-HTTP 1995 trace through ``policy.decide``
-for the web tier of the embedded ``examples/stack.yaml``, in simulated
-time, and prints what the tier would have done.
+By default the live demo (:mod:`stackscaler.demo`): a real kube-apiserver
+and etcd, moto standing in for AWS, the operator as ``stackscaler run`` and
+a load generator replaying launch day from the NASA trace, with a live
+table and a summary. ``--preview`` keeps the pure simulation (no Go, no
+processes): the NASA trace through ``policy.decide`` for the web tier in
+simulated time. When the control plane cannot be built here (no Go) or
+moto is missing, the demo says why and runs the preview instead, except
+under ``CI=true``, where that is an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -25,29 +30,112 @@ EDT = timedelta(hours=-4)
 # One web instance serves 2,400 requests/minute at 100% CPU, so the tier's
 # two targets (50% CPU, 1,200 requests/minute per instance) agree.
 REQUESTS_PER_INSTANCE = 2400.0
+PREVIEW_DAYS = 3.0
+PREVIEW_SCALE = 100.0
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    m = sub.add_parser(
+        "demo",
+        help="the example stack live: control plane, moto, the operator, replayed NASA traffic",
+        description=(
+            "Start a local kube-apiserver + etcd (built from Go when missing), moto for AWS and "
+            "the operator, apply examples/stack.yaml (with demo overrides it prints) and replay "
+            "launch day from the NASA-HTTP trace against it, with a live table per tier and a "
+            "summary. Stops everything it started. Without Go it runs the preview instead."
+        ),
+    )
+    m.add_argument(
+        "--duration",
+        type=_positive,
+        metavar="SECONDS",
+        help="play this many seconds of the story, print the summary and exit 0 "
+        "(default: the whole story, about 12 minutes, or until Ctrl-C)",
+    )
+    m.add_argument(
+        "--minute-seconds",
+        type=_positive,
+        default=2.0,
+        metavar="S",
+        help="wall seconds per story minute (default 2)",
+    )
+    m.add_argument(
+        "--scale",
+        type=_positive,
+        help="multiply the trace's requests by this (default: live, so that the web tier "
+        f"peaks near its maxCapacity; preview {PREVIEW_SCALE:g})",
+    )
+    m.add_argument(
+        "--preview",
+        action="store_true",
+        help="the pure simulation instead: the policy replays the trace in simulated time "
+        "(no Go, no processes)",
+    )
+    m.add_argument(
+        "--days",
+        type=_positive,
+        help=f"preview: days of the trace to replay (default {PREVIEW_DAYS:g}; implies --preview)",
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.preview or args.days is not None:
+        return preview(args.days or PREVIEW_DAYS, args.scale or PREVIEW_SCALE)
+    # the live demo imports boto3, kubernetes and friends: only when it runs
+    from stackscaler.demo.live import DemoOptions, DemoUnavailable, ci, run_live  # noqa: PLC0415
+
+    options = DemoOptions(
+        duration=args.duration, minute_seconds=args.minute_seconds, scale=args.scale
+    )
+    try:
+        return run_live(options)
+    except DemoUnavailable as exc:
+        if ci():
+            print(f"stackscaler demo: CI=true requires the live demo: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"stackscaler demo: the live demo cannot run here: {exc}\n"
+            "stackscaler demo: running the PREVIEW instead (a pure simulation of the web tier; "
+            "`stackscaler demo --preview` runs it directly)\n",
+            file=sys.stderr,
+            flush=True,
+        )
+        return preview(PREVIEW_DAYS, args.scale or PREVIEW_SCALE)
+
+
+def preview(days: float, scale: float) -> int:
     text = resources.files("stackscaler").joinpath("data/stack.yaml").read_text("utf-8")
     web = next(d for d in yaml.safe_load_all(text) if d and d.get("kind") == "WebTier")
     resource = parse_resource(web, source="examples/stack.yaml")
     trace = nasa_trace()
-    minutes = min(len(trace.demand), max(1, int(args.days * 1440)))
-    demand = [r * args.scale for r in trace.demand[:minutes]]
+    minutes = min(len(trace.demand), max(1, int(days * 1440)))
+    demand = [r * scale for r in trace.demand[:minutes]]
     config = SimConfig(
         step_seconds=60.0, capacity_per_unit=REQUESTS_PER_INSTANCE, warmup_seconds=180.0
     )
     steps, summary = simulate(resource.scaling, demand, TRACE_START, config)
 
     print("stackscaler demo (PREVIEW): the policy core replays real traffic in simulated time.")
-    print("The end-to-end demo (real control plane, AWS stand-in, operator) replaces this later.")
+    print(
+        "`stackscaler demo` without --preview runs the real thing: control plane, moto, operator."
+    )
     print(
         f"tier: WebTier {resource.key} from examples/stack.yaml "
         f"(min {resource.scaling.min_capacity}, max {resource.scaling.max_capacity}, "
         "targets 50% CPU and 1,200 requests/min per instance)"
     )
     print(
-        f"traffic: NASA-HTTP July 1995, {args.days:g} day(s), requests x {args.scale:g}; "
+        f"traffic: NASA-HTTP July 1995, {days:g} day(s), requests x {scale:g}; "
         f"one instance serves {REQUESTS_PER_INSTANCE:,.0f} requests/min at 100% CPU, "
         "3 min warm-up\n"
     )

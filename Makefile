@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit crds controlplane prometheus helm clean
+.PHONY: demo test lint typecheck unit crds controlplane prometheus helm bench clean
 
 # Create the virtualenv and install the package with its test extra; re-run
 # when pyproject.toml changes.
@@ -27,8 +27,8 @@ helm: $(STAMP)
 test: $(STAMP) controlplane prometheus helm lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict -p stackscaler
@@ -57,6 +57,11 @@ prometheus:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	elif [ "$$CI" = "true" ]; then echo "CI=true but prometheus is missing and apt-get is not available" >&2; exit 1; \
 	else echo "prometheus is not installed: its tests will be skipped (apt-get install prometheus)" >&2; fi
+
+# Decision quality and speed: every policy over the NASA trace and synthetic traces,
+# as ratios to the oracle measured in the same run (docs/simulate.md).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 # Regenerate crds/*.yaml from the Python source of truth (stackscaler.model.crds).
 crds: $(STAMP)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from stackscaler import __version__
-from stackscaler.cli import commands, demo, dev, run
+from stackscaler.cli import commands, demo, dev, run, simulate
 from stackscaler.cli.files import UsageError
 from stackscaler.errors import InvalidSpec, StackscalerError
 
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     dev.add_parser(sub)
     run.add_parser(sub)
+    simulate.add_parser(sub)
     return p
 
 
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": demo.cmd_demo,
         "dev": dev.cmd_dev,
         "run": run.cmd_run,
+        "simulate": simulate.cmd_simulate,
     }
     try:
         return handlers[args.command](args)

@@ -1,0 +1,178 @@
+"""``stackscaler simulate``: replay a demand trace through a tier's policy and baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from stackscaler.cli.files import UsageError, read_documents
+from stackscaler.model.spec import Resource, parse_resource
+from stackscaler.sim.policies import POLICIES
+from stackscaler.sim.report import preamble, table, to_json
+from stackscaler.sim.run import DEFAULT_PRICE, RunConfig, compare
+from stackscaler.sim.trace import load_trace
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _step(text: str) -> float:
+    value = _positive(text)
+    if not 1 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"must be within 1-60 seconds, got {text}")
+    return value
+
+
+def _policies(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if names == ["all"]:
+        return list(POLICIES)
+    for n in names:
+        if n not in POLICIES:
+            raise argparse.ArgumentTypeError(
+                f"unknown policy {n!r}; choose from {', '.join(POLICIES)} or all"
+            )
+    return names
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser(
+        "simulate",
+        help="replay a demand trace through a tier's policy (and baselines) in simulated time",
+        description=(
+            "Discrete-time simulation of one tier: demand from a CSV trace, capacity units "
+            "that serve after a warm-up, metrics delivered with their period and delay, and the "
+            "same policy.decide the operator runs. Compare with the HPA rule, AWS target "
+            "tracking, static peak provisioning and the perfect-foresight oracle."
+        ),
+    )
+    s.add_argument("-f", "--file", required=True, metavar="STACK.yaml", help="resources (YAML)")
+    s.add_argument("--trace", required=True, metavar="TRACE.csv[.gz]", help="demand trace")
+    s.add_argument("--tier", metavar="NAME", help="the resource's name when the file has several")
+    s.add_argument(
+        "--policy",
+        type=_policies,
+        action="extend",
+        metavar="NAME[,NAME]",
+        help=f"{', '.join(POLICIES)} or all; repeatable or comma-separated (default: default)",
+    )
+    s.add_argument(
+        "--scale",
+        type=_positive,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply the trace's demand (default 1)",
+    )
+    s.add_argument(
+        "--capacity-per-unit",
+        type=_positive,
+        default=1.0,
+        metavar="N",
+        help="demand one unit serves per trace row interval at 100%% (default 1)",
+    )
+    s.add_argument(
+        "--warmup",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="seconds until a new unit serves (default by target: EC2 180, RDS and "
+        "ElastiCache 600, pods 30)",
+    )
+    s.add_argument(
+        "--step",
+        type=_step,
+        default=60.0,
+        metavar="SECONDS",
+        help="simulation step, 1-60 s (default 60)",
+    )
+    s.add_argument(
+        "--price",
+        type=_non_negative,
+        default=DEFAULT_PRICE,
+        metavar="USD",
+        help=f"price per unit-hour (default {DEFAULT_PRICE}, m5.large)",
+    )
+    s.add_argument("--json", metavar="OUT", help="write the report as JSON (- for stdout)")
+    s.add_argument(
+        "--plot",
+        metavar="OUT.png|OUT.svg",
+        help="draw demand, ready and desired capacity (needs the 'plot' extra)",
+    )
+
+
+def _resource(path: str, tier: str | None) -> Resource:
+    docs = [d for d in read_documents(path) if d.is_stackscaler]
+    if tier is not None:
+        docs = [
+            d
+            for d in docs
+            if isinstance(d.body, dict) and (d.body.get("metadata") or {}).get("name") == tier
+        ]
+        if not docs:
+            raise UsageError(f"{path}: no resource named {tier!r}")
+    if len(docs) != 1:
+        names = [d.label for d in docs]
+        raise UsageError(
+            f"{path}: {len(docs)} resources; choose one with --tier NAME"
+            + (": " + "; ".join(names) if names else "")
+        )
+    return parse_resource(docs[0].body, source=docs[0].label)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    resource = _resource(args.file, args.tier)
+    if not resource.scaling.metrics:
+        raise UsageError(f"{resource.key}: has no metrics to simulate")
+    trace = load_trace(args.trace)
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot {args.plot}: the file must end in .png or .svg")
+    policies = list(dict.fromkeys(args.policy or ["default"]))
+    try:
+        cfg = RunConfig(
+            step_seconds=args.step,
+            scale=args.scale,
+            capacity_per_unit=args.capacity_per_unit,
+            warmup_seconds=args.warmup,
+            price_per_unit_hour=args.price,
+            record_series=bool(args.plot),
+        )
+        if args.plot:
+            from stackscaler.sim.plot import require_matplotlib  # noqa: PLC0415
+
+            require_matplotlib()
+        reports = compare(resource, trace, policies, cfg)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(preamble(reports[0]))
+    print()
+    print(table(reports))
+    if args.json:
+        text = json.dumps(to_json(reports), indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if args.plot:
+        from stackscaler.sim.plot import plot  # noqa: PLC0415
+
+        plot(reports, args.plot)
+        print(f"plot: {args.plot}")
+    return 0

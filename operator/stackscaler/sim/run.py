@@ -1,0 +1,307 @@
+"""``run(...)``: one tier, one trace, one policy through the capacity model -> a Report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stackscaler.model.spec import Resource
+from stackscaler.policy.rules import effective_bounds
+from stackscaler.sim.model import (
+    Pool,
+    Signals,
+    default_warmup,
+    feed_spec,
+    target_utilization,
+    units_needed,
+    utilization,
+)
+from stackscaler.sim.policies import (
+    POLICIES,
+    Controller,
+    DecideController,
+    PlanController,
+    TargetTrackingController,
+    hpa_spec,
+    oracle_plan,
+)
+from stackscaler.sim.trace import Trace
+
+DEFAULT_PRICE = 0.096
+"""m5.large on-demand, us-east-1, USD per hour."""
+REVERSAL_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    step_seconds: float = 60.0
+    scale: float = 1.0
+    capacity_per_unit: float = 1.0
+    warmup_seconds: float | None = None
+    """None: the default for the tier's target kind."""
+    price_per_unit_hour: float = DEFAULT_PRICE
+    start: datetime = datetime(1995, 7, 1, 4, 0, tzinfo=UTC)
+    record_series: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.step_seconds <= 60.0:
+            raise ValueError(f"step must be within 1-60 s, got {self.step_seconds:g}")
+        if not (self.capacity_per_unit > 0 and math.isfinite(self.capacity_per_unit)):
+            raise ValueError("capacity per unit must be > 0")
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ValueError("scale must be > 0")
+        if self.warmup_seconds is not None and not (0 <= self.warmup_seconds < math.inf):
+            raise ValueError("warm-up must be >= 0 seconds")
+
+
+@dataclass(frozen=True)
+class Series:
+    """Per-step values for plots (only when ``record_series``)."""
+
+    minutes: tuple[float, ...] = ()
+    demand_units: tuple[float, ...] = ()
+    """Demand in units at 100% utilization."""
+    ready: tuple[int, ...] = ()
+    desired: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    policy: str
+    tier: str
+    trace: str
+    step_seconds: float
+    warmup_seconds: float
+    capacity_per_unit: float
+    target_utilization: float
+    total_minutes: float
+    capacity_unit_hours: float
+    demand_unit_hours: float
+    oracle_capacity_unit_hours: float
+    over_provisioning: float
+    under_provisioned_minutes: float
+    worst_deficit_units: int
+    p95_utilization: float
+    peak_capacity: int
+    scale_actions: int
+    reversals: int
+    max_backlog: float | None
+    price_per_unit_hour: float
+    cost: float
+    series: Series = field(default=Series(), compare=False)
+
+    @property
+    def oracle_ratio(self) -> float:
+        return self.capacity_unit_hours / max(self.oracle_capacity_unit_hours, 1e-9)
+
+    @property
+    def under_provisioned_fraction(self) -> float:
+        return self.under_provisioned_minutes / max(self.total_minutes, 1e-9)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "tier": self.tier,
+            "trace": self.trace,
+            "step_seconds": self.step_seconds,
+            "warmup_seconds": self.warmup_seconds,
+            "capacity_per_unit": self.capacity_per_unit,
+            "target_utilization": round(self.target_utilization, 6),
+            "total_minutes": round(self.total_minutes, 3),
+            "capacity_unit_hours": round(self.capacity_unit_hours, 3),
+            "demand_unit_hours": round(self.demand_unit_hours, 3),
+            "oracle_capacity_unit_hours": round(self.oracle_capacity_unit_hours, 3),
+            "oracle_ratio": round(self.oracle_ratio, 4),
+            "over_provisioning": round(self.over_provisioning, 4),
+            "under_provisioned_minutes": round(self.under_provisioned_minutes, 3),
+            "under_provisioned_percent": round(100 * self.under_provisioned_fraction, 4),
+            "worst_deficit_units": self.worst_deficit_units,
+            "p95_utilization": round(self.p95_utilization, 4),
+            "peak_capacity": self.peak_capacity,
+            "scale_actions": self.scale_actions,
+            "reversals": self.reversals,
+            "max_backlog": None if self.max_backlog is None else round(self.max_backlog, 3),
+            "price_per_unit_hour": self.price_per_unit_hour,
+            "cost": round(self.cost, 2),
+        }
+
+
+def resample(trace: Trace, step_seconds: float, scale: float) -> list[float]:
+    """Demand per trace-row interval at each step (rows repeat or average)."""
+    rows, row_s = trace.demand, trace.step_seconds
+    n = max(1, int(trace.duration_seconds // step_seconds))
+    if math.isclose(step_seconds, row_s):
+        return [d * scale for d in rows]
+    out = []
+    for i in range(n):
+        a, b = i * step_seconds, (i + 1) * step_seconds
+        ra, rb = int(a // row_s), max(int(a // row_s) + 1, math.ceil(b / row_s - 1e-9))
+        chunk = rows[ra:rb]
+        out.append(scale * sum(chunk) / len(chunk))
+    return out
+
+
+def _needs(resource: Resource, demand: Sequence[float], cfg: RunConfig, target: float) -> list[int]:
+    spec = resource.scaling
+    lo, hi = spec.min_capacity, spec.max_capacity
+    need = [min(max(units_needed(d, cfg.capacity_per_unit, target), lo), hi) for d in demand]
+    if spec.schedules:  # schedule floors are the user's promise too
+        for i in range(len(need)):
+            now = cfg.start + timedelta(seconds=i * cfg.step_seconds)
+            s_lo, s_hi, active = effective_bounds(spec, now)
+            if active:
+                need[i] = min(max(need[i], s_lo), s_hi)
+    return need
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every policy of one comparison shares: demand per step, needs, oracle plan."""
+
+    demand: tuple[float, ...]
+    need: tuple[int, ...]
+    oracle: tuple[int, ...]
+    target: float
+    warmup: float
+
+
+def prepare(resource: Resource, trace: Trace, cfg: RunConfig) -> Prepared:
+    demand = resample(trace, cfg.step_seconds, cfg.scale)
+    target = target_utilization(resource.scaling, cfg.capacity_per_unit)
+    warmup = default_warmup(resource) if cfg.warmup_seconds is None else cfg.warmup_seconds
+    need = _needs(resource, demand, cfg, target)
+    plan = oracle_plan(need, round(warmup / cfg.step_seconds))
+    return Prepared(tuple(demand), tuple(need), tuple(plan), target, warmup)
+
+
+def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) -> Controller:
+    spec = resource.scaling
+    feeds = [feed_spec(m, cfg.step_seconds) for m in spec.metrics]
+    if name == "default":
+        return DecideController(
+            name, spec, feeds, cfg.step_seconds, float(spec.poll_interval_seconds)
+        )
+    if name == "hpa":
+        return DecideController(name, hpa_spec(spec), feeds, cfg.step_seconds, 15.0)
+    if name == "target-tracking":
+        return TargetTrackingController(spec, feeds, cfg.step_seconds)
+    if name == "static-peak":
+        return PlanController(name, [max(prep.need, default=0)] * len(prep.need))
+    if name == "oracle":
+        return PlanController(name, prep.oracle)
+    raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+
+
+def run(
+    resource: Resource,
+    trace: Trace,
+    policy: str,
+    cfg: RunConfig,
+    prepared: Prepared | None = None,
+) -> Report:
+    """Simulate one tier under one policy; deterministic."""
+    prep = prepared or prepare(resource, trace, cfg)
+    ctl = controller(policy, resource, prep, cfg)
+    demand, cpu, step = prep.demand, cfg.capacity_per_unit, cfg.step_seconds
+    row_fraction = step / trace.step_seconds  # of a row's demand arriving in one step
+    is_queue = resource.queue is not None
+    initial = prep.oracle[0] if policy in ("oracle", "static-peak") else prep.need[0]
+    if policy == "static-peak":
+        initial = max(prep.need, default=0)
+    pool = Pool(initial, prep.warmup)
+    backlog = 0.0
+    signals = Signals(utilization(demand[0], initial, cpu), demand[0], 0.0)
+    unit_steps = demand_units = 0.0
+    under_steps = 0
+    worst = 0
+    peak = initial
+    max_backlog = 0.0
+    utils: list[float] = []
+    actions: list[tuple[float, int]] = []
+    reversals = 0
+    rec = cfg.record_series
+    s_ready: list[int] = []
+    s_desired: list[int] = []
+    capacity = initial
+    interval = ctl.interval_steps
+    start_ts = cfg.start
+    for i, d in enumerate(demand):
+        t = i * step
+        pool.advance(t)
+        if i % interval == 0:
+            now = start_ts + timedelta(seconds=t)
+            desired = ctl.desired(i, now, capacity, signals)
+            if desired != capacity:
+                direction = 1 if desired > capacity else -1
+                if (
+                    actions
+                    and actions[-1][1] != direction
+                    and t - actions[-1][0] <= (REVERSAL_SECONDS)
+                ):
+                    reversals += 1
+                actions.append((t, direction))
+                pool.resize(t, desired)
+                capacity = desired
+                peak = max(peak, capacity)
+        ready = pool.ready
+        util = utilization(d, ready, cpu)
+        if is_queue:
+            backlog = max(0.0, backlog + (d - ready * cpu) * row_fraction)
+            max_backlog = max(max_backlog, backlog)
+        signals.record(util, d, backlog)
+        utils.append(util)
+        unit_steps += capacity
+        demand_units += d / cpu
+        if util > 1.0 + 1e-12:
+            under_steps += 1
+            worst = max(worst, math.ceil(d / cpu - 1e-9) - ready)
+        if rec:
+            s_ready.append(ready)
+            s_desired.append(capacity)
+    hours = step / 3600.0
+    cap_h = unit_steps * hours
+    dem_h = demand_units * hours
+    oracle_h = sum(prep.oracle) * hours
+    p95 = sorted(utils)[min(len(utils) - 1, math.ceil(0.95 * len(utils)) - 1)] if utils else 0.0
+    series = Series()
+    if rec:
+        series = Series(
+            minutes=tuple(i * step / 60 for i in range(len(demand))),
+            demand_units=tuple(d / cpu for d in demand),
+            ready=tuple(s_ready),
+            desired=tuple(s_desired),
+        )
+    return Report(
+        policy=policy,
+        tier=resource.key,
+        trace=trace.name,
+        step_seconds=step,
+        warmup_seconds=prep.warmup,
+        capacity_per_unit=cpu,
+        target_utilization=prep.target,
+        total_minutes=len(demand) * step / 60,
+        capacity_unit_hours=cap_h,
+        demand_unit_hours=dem_h,
+        oracle_capacity_unit_hours=oracle_h,
+        over_provisioning=(cap_h - dem_h) / dem_h if dem_h > 0 else math.inf,
+        under_provisioned_minutes=under_steps * step / 60,
+        worst_deficit_units=worst,
+        p95_utilization=p95,
+        peak_capacity=peak,
+        scale_actions=len(actions),
+        reversals=reversals,
+        max_backlog=max_backlog if is_queue else None,
+        price_per_unit_hour=cfg.price_per_unit_hour,
+        cost=cap_h * cfg.price_per_unit_hour,
+        series=series,
+    )
+
+
+def compare(
+    resource: Resource, trace: Trace, policies: Sequence[str], cfg: RunConfig
+) -> list[Report]:
+    prep = prepare(resource, trace, cfg)
+    return [run(resource, trace, p, cfg, prep) for p in policies]

@@ -59,7 +59,7 @@ def test_time_runs_six_times_faster_for_the_operator(docs: list[dict[str, Any]])
     web = crs["WebTier"]["spec"]["behavior"]
     assert web["scaleOut"]["cooldownSeconds"] == 10  # 60 / 6
     assert web["scaleIn"]["cooldownSeconds"] == 20  # 120 / 6
-    assert web["scaleIn"]["stabilizationWindowSeconds"] == 50  # 300 / 6
+    assert web["scaleIn"]["stabilizationWindowSeconds"] == 100  # 600 (the default) / 6
     assert web["scaleOut"]["maxStep"]["periodSeconds"] == 10  # 60 / 6
     assert web["scaleOut"]["maxStep"]["units"] == 4  # sizes are untouched
     readers = crs["ReadReplicaPool"]["spec"]["behavior"]
@@ -67,7 +67,7 @@ def test_time_runs_six_times_faster_for_the_operator(docs: list[dict[str, Any]])
     assert readers["scaleIn"]["stabilizationWindowSeconds"] == 300  # 1800 / 6
     # the defaults of the resources that do not set behavior are scaled too
     workers = crs["WorkerPool"]["spec"]["behavior"]
-    assert workers["scaleIn"]["stabilizationWindowSeconds"] == 50
+    assert workers["scaleIn"]["stabilizationWindowSeconds"] == 100  # 600 / 6
 
 
 def test_only_metrics_moto_serves(docs: list[dict[str, Any]]) -> None:

@@ -68,11 +68,11 @@ def test_defaults_are_applied_like_the_api_server() -> None:
     spec = out["spec"]
     assert spec["behavior"]["scaleIn"] == {
         "cooldownSeconds": 120,
-        "stabilizationWindowSeconds": 300,
+        "stabilizationWindowSeconds": 600,
         "maxStep": {"units": 1, "percent": 25, "periodSeconds": 60, "select": "Max"},
     }
     assert spec["behavior"]["scaleOut"]["stabilizationWindowSeconds"] == 0
-    assert spec["tolerance"] == 0.1
+    assert spec["tolerance"] == 0.2
     assert spec["mode"] == "Active"
     assert spec["pollIntervalSeconds"] == 30
     assert spec["metrics"][0]["staleAfterSeconds"] == 300

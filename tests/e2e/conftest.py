@@ -45,6 +45,7 @@ from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
 from stackscaler.devtools import controlplane as cp
+from stackscaler.devtools.controlplane import exit_with_parent
 from tests.integration.conftest import (
     REGION,
     Kubectl,
@@ -60,7 +61,6 @@ from tests.integration.netutil import free_port
 from tests.integration.prometheus_fixtures import (
     READY_TIMEOUT,
     Exporter,
-    _die_with_parent,
     _prometheus_binary,
     _stop,
     _tail,
@@ -170,7 +170,7 @@ class OperatorProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+                preexec_fn=exit_with_parent,  # noqa: PLW1509 - only prctl, no locks
             )
         deadline = time.monotonic() + WAIT
         last = ""
@@ -764,7 +764,7 @@ class PrometheusServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+                preexec_fn=exit_with_parent,  # noqa: PLW1509 - only prctl, no locks
             )
         deadline = time.monotonic() + READY_TIMEOUT
         while True:

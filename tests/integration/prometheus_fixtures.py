@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -35,6 +32,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from stackscaler.devtools.controlplane import exit_with_parent
 from stackscaler.devtools.pki import make_pki
 from stackscaler.errors import MetricUnavailable
 from stackscaler.metrics import MetricQuery
@@ -164,12 +162,6 @@ def _prometheus_binary() -> str:
     return path
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def _tail(path: Path, chars: int = 3000) -> str:
     with contextlib.suppress(OSError):
         return path.read_text(errors="replace")[-chars:]
@@ -219,7 +211,7 @@ def prometheus_fixture(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+            preexec_fn=exit_with_parent,  # noqa: PLW1509 - only prctl, no locks
         )
     try:
         deadline = time.monotonic() + READY_TIMEOUT

@@ -34,6 +34,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from stackscaler.devtools import controlplane as cp
+from stackscaler.devtools.controlplane import exit_with_parent
 from tests.integration import conftest as integration
 from tests.integration.conftest import REGION, Kubectl
 from tests.integration.netutil import free_port
@@ -770,13 +771,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    if sys.platform.startswith("linux"):
-        import ctypes  # noqa: PLC0415 - only in the child
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @pytest.fixture
 def run_operator(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], Path]]]:
     """Start ``stackscaler <args>`` in the background; every process is stopped at teardown."""
@@ -793,7 +787,7 @@ def run_operator(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Pope
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+                preexec_fn=exit_with_parent,  # noqa: PLW1509 - only prctl, no locks
             )
         procs.append(proc)
         _wait_ready(proc, port, log)

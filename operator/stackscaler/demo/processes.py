@@ -16,7 +16,6 @@ be reached.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -28,6 +27,8 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from stackscaler.devtools.controlplane import exit_with_parent
 
 FAKE_ACCESS_KEY = "stackscaler-demo"
 FAKE_SECRET_KEY = "stackscaler-demo-not-a-secret"
@@ -41,12 +42,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -92,7 +87,7 @@ def spawn(name: str, argv: list[str], log: Path, env: Mapping[str, str] | None =
             stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - spawned before any thread exists
+            preexec_fn=exit_with_parent,  # noqa: PLW1509 - spawned before any thread exists
         )
     return Child(name, proc, log)
 

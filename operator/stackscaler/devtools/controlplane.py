@@ -216,7 +216,8 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def exit_with_parent() -> None:  # pragma: no cover - runs in the child
+    """``preexec_fn`` for children that must die with us (Linux PR_SET_PDEATHSIG)."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -354,7 +355,7 @@ def _spawn(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # own process group: stop() signals the whole group
-            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
+            preexec_fn=exit_with_parent if die_with_parent else None,  # noqa: PLW1509
         )
 
 

@@ -20,6 +20,7 @@ from importlib import resources
 
 import yaml
 
+from stackscaler.cli import args as argtypes
 from stackscaler.model.spec import parse_resource
 from stackscaler.sim.engine import SimConfig, simulate
 from stackscaler.sim.trace import nasa_trace
@@ -32,16 +33,6 @@ EDT = timedelta(hours=-4)
 REQUESTS_PER_INSTANCE = 2400.0
 PREVIEW_DAYS = 3.0
 PREVIEW_SCALE = 100.0
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,21 +48,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     m.add_argument(
         "--duration",
-        type=_positive,
+        type=argtypes.positive,
         metavar="SECONDS",
         help="play this many seconds of the story, print the summary and exit 0 "
         "(default: the whole story, about 12 minutes, or until Ctrl-C)",
     )
     m.add_argument(
         "--minute-seconds",
-        type=_positive,
+        type=argtypes.positive,
         default=2.0,
         metavar="S",
         help="wall seconds per story minute (default 2)",
     )
     m.add_argument(
         "--scale",
-        type=_positive,
+        type=argtypes.positive,
         help="multiply the trace's requests by this (default: live, so that the web tier "
         f"peaks near its maxCapacity; preview {PREVIEW_SCALE:g})",
     )
@@ -83,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     m.add_argument(
         "--days",
-        type=_positive,
+        type=argtypes.positive,
         help=f"preview: days of the trace to replay (default {PREVIEW_DAYS:g}; implies --preview)",
     )
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
+from stackscaler.cli import args as argtypes
 from stackscaler.cli.files import UsageError, read_documents
 from stackscaler.model.spec import Resource, parse_resource
 from stackscaler.sim.policies import POLICIES
@@ -15,28 +15,8 @@ from stackscaler.sim.run import DEFAULT_PRICE, RunConfig, compare
 from stackscaler.sim.trace import load_trace
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def _step(text: str) -> float:
-    value = _positive(text)
+    value = argtypes.positive(text)
     if not 1 <= value <= 60:
         raise argparse.ArgumentTypeError(f"must be within 1-60 seconds, got {text}")
     return value
@@ -77,21 +57,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     s.add_argument(
         "--scale",
-        type=_positive,
+        type=argtypes.positive,
         default=1.0,
         metavar="FACTOR",
         help="multiply the trace's demand (default 1)",
     )
     s.add_argument(
         "--capacity-per-unit",
-        type=_positive,
+        type=argtypes.positive,
         default=1.0,
         metavar="N",
         help="demand one unit serves per trace row interval at 100%% (default 1)",
     )
     s.add_argument(
         "--warmup",
-        type=_non_negative,
+        type=argtypes.non_negative,
         metavar="SECONDS",
         help="seconds until a new unit serves (default by target: EC2 180, RDS and "
         "ElastiCache 600, pods 30)",
@@ -105,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     s.add_argument(
         "--price",
-        type=_non_negative,
+        type=argtypes.non_negative,
         default=DEFAULT_PRICE,
         metavar="USD",
         help=f"price per unit-hour (default {DEFAULT_PRICE}, m5.large)",

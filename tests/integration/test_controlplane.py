@@ -18,6 +18,7 @@ from stackscaler.model.schema import RULE_CHECKS
 from stackscaler.model.validation import validate_document
 from tests.conftest import EXAMPLES, example, load_docs
 from tests.integration.conftest import Kubectl
+from tests.integration.rbac import client_as_role
 from tests.unit.spec_cases import CASES, Case
 
 pytestmark = pytest.mark.controlplane
@@ -238,51 +239,16 @@ def test_status_subresource_and_generation(api_client: client.ApiClient, namespa
 def test_rbac_minimal_role(
     api_client: client.ApiClient, namespace: str, controlplane: ControlPlane
 ) -> None:
-    core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
     _create(api_client, example("WebTier"), namespace)
-    core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="scaler"))
-    )
-    rbac.create_namespaced_role(
-        namespace,
-        client.V1Role(
-            metadata=client.V1ObjectMeta(name="scaler"),
-            rules=[
-                client.V1PolicyRule(
-                    api_groups=[GROUP], resources=["webtiers"], verbs=["get", "list", "watch"]
-                ),
-                client.V1PolicyRule(
-                    api_groups=[GROUP],
-                    resources=["webtiers/status"],
-                    verbs=["get", "patch", "update"],
-                ),
-            ],
+    rules = [
+        client.V1PolicyRule(
+            api_groups=[GROUP], resources=["webtiers"], verbs=["get", "list", "watch"]
         ),
-    )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="scaler"),
-            role_ref=client.V1RoleRef(
-                api_group="rbac.authorization.k8s.io", kind="Role", name="scaler"
-            ),
-            subjects=[
-                client.RbacV1Subject(kind="ServiceAccount", name="scaler", namespace=namespace)
-            ],
+        client.V1PolicyRule(
+            api_groups=[GROUP], resources=["webtiers/status"], verbs=["get", "patch", "update"]
         ),
-    )
-    token = core.create_namespaced_service_account_token(
-        "scaler",
-        namespace,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
-        ),
-    ).status.token
-    conf = client.Configuration()
-    conf.host = controlplane.server
-    conf.ssl_ca_cert = str(controlplane.ca_file)
-    conf.api_key = {"authorization": f"Bearer {token}"}
-    with client.ApiClient(conf) as sa_client:
+    ]
+    with client_as_role(api_client, controlplane, namespace, "scaler", rules) as sa_client:
         objs = client.CustomObjectsApi(sa_client)
         listed = objs.list_namespaced_custom_object(GROUP, VERSION, namespace, "webtiers")
         assert [i["metadata"]["name"] for i in listed["items"]] == ["web"]

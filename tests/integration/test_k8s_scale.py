@@ -11,6 +11,7 @@ from stackscaler.actuators.k8s_scale import K8sScaleActuator
 from stackscaler.devtools.controlplane import ControlPlane
 from stackscaler.errors import AccessDenied, TargetNotFound
 from stackscaler.model.spec import Resource, parse_resource
+from tests.integration.rbac import client_as_role
 
 pytestmark = pytest.mark.controlplane
 
@@ -114,42 +115,10 @@ async def test_forbidden_names_the_permission(
     api_client: client.ApiClient, namespace: str, controlplane: ControlPlane
 ) -> None:
     _workloads(api_client, namespace)
-    core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
-    core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader"))
-    )
-    rbac.create_namespaced_role(
-        namespace,
-        client.V1Role(
-            metadata=client.V1ObjectMeta(name="reader"),
-            rules=[
-                client.V1PolicyRule(
-                    api_groups=["apps"], resources=["deployments/scale"], verbs=["get"]
-                )
-            ],
-        ),
-    )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="reader"),
-            role_ref=client.V1RoleRef(
-                api_group="rbac.authorization.k8s.io", kind="Role", name="reader"
-            ),
-            subjects=[
-                client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)
-            ],
-        ),
-    )
-    token = core.create_namespaced_service_account_token(
-        "reader",
-        namespace,
-        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
-    ).status.token
-    conf = client.Configuration()
-    conf.host, conf.ssl_ca_cert = controlplane.server, str(controlplane.ca_file)
-    conf.api_key = {"authorization": f"Bearer {token}"}
-    with client.ApiClient(conf) as limited:
+    rules = [
+        client.V1PolicyRule(api_groups=["apps"], resources=["deployments/scale"], verbs=["get"])
+    ]
+    with client_as_role(api_client, controlplane, namespace, "reader", rules) as limited:
         actuator = K8sScaleActuator(limited)
         try:
             res = _resource(namespace, "Deployment", "web")

@@ -21,7 +21,6 @@ Every wait is a bounded poll for a condition; nothing asserts on elapsed time.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -59,12 +58,12 @@ from tests.integration.conftest import (
 )
 from tests.integration.netutil import free_port
 from tests.integration.prometheus_fixtures import (
-    READY_TIMEOUT,
     Exporter,
     _prometheus_binary,
     _stop,
     _tail,
     exporter_fixture,
+    start_prometheus,
 )
 
 __all__ = [  # the integration fixtures tests/e2e uses, re-exported (pytest finds them here)
@@ -739,44 +738,7 @@ class PrometheusServer:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         run = self.workdir / f"run-{self.starts}"  # a fresh TSDB: nothing from before
-        run.mkdir(parents=True)
-        conf = run / "prometheus.yml"
-        conf.write_text(
-            "global:\n"
-            "  scrape_interval: 1s\n"
-            "  scrape_timeout: 1s\n"
-            "  evaluation_interval: 1s\n"
-            "scrape_configs:\n"
-            "  - job_name: exporter\n"
-            "    static_configs:\n"
-            f"      - targets: ['{self.exporter.address}']\n"
-        )
-        self.log = run / "prometheus.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={conf}",
-                    f"--storage.tsdb.path={run / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--storage.tsdb.retention.time=1h",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=exit_with_parent,  # noqa: PLW1509 - only prctl, no locks
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(self.url + "/-/ready", timeout=1) as resp,
-            ):
-                if resp.status == 200:
-                    return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Prometheus did not become ready:\n{_tail(self.log)}", pytrace=False)
-            time.sleep(POLL)
+        self.proc, self.log = start_prometheus(self.binary, self.exporter.address, run, self.port)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         q = urllib.parse.urlencode({"query": promql})

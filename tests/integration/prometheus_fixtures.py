@@ -179,12 +179,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(name="prometheus", scope="session")
-def prometheus_fixture(
-    exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPrometheus]:
-    binary = _prometheus_binary()
-    directory = tmp_path_factory.mktemp("prometheus")
+def start_prometheus(
+    binary: str, scrape: str, directory: Path, port: int
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start Prometheus on 127.0.0.1:``port`` scraping ``scrape`` every second, with its
+    data and log in ``directory``; return once /-/ready answers (the process and its log)."""
+    directory.mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
     config.write_text(
         "global:\n"
@@ -194,9 +194,8 @@ def prometheus_fixture(
         "scrape_configs:\n"
         "  - job_name: exporter\n"
         "    static_configs:\n"
-        f"      - targets: ['{exporter.address}']\n"
+        f"      - targets: ['{scrape}']\n"
     )
-    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = directory / "prometheus.log"
     with log.open("wb") as out:
@@ -213,19 +212,27 @@ def prometheus_fixture(
             stdin=subprocess.DEVNULL,
             preexec_fn=exit_with_parent,  # noqa: PLW1509 - only prctl, no locks
         )
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url + "/-/ready", timeout=1) as r:
+            if r.status == 200:
+                return proc, log
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            pytest.fail(f"Prometheus did not become ready:\n{_tail(log)}", pytrace=False)
+        time.sleep(0.1)
+
+
+@pytest.fixture(name="prometheus", scope="session")
+def prometheus_fixture(
+    exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPrometheus]:
+    port = free_port()
+    proc, log = start_prometheus(
+        _prometheus_binary(), exporter.address, tmp_path_factory.mktemp("prometheus"), port
+    )
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Prometheus did not become ready:\n{_tail(log)}", pytrace=False)
-            time.sleep(0.1)
-        yield RunningPrometheus(url, log)
+        yield RunningPrometheus(f"http://127.0.0.1:{port}", log)
     finally:
         _stop(proc)
 

@@ -58,6 +58,10 @@ class TargetNotFound(PermanentError):
     """The scaled resource (ASG, DB instance, replication group, workload) does not exist."""
 
 
+class TargetConflict(PermanentError):
+    """Another, older resource manages the same target; this one does nothing."""
+
+
 class AccessDenied(PermanentError):
     """The operator's identity lacks a permission; the message names the action."""
 

@@ -18,25 +18,35 @@ is reported in the status and retried later; other resources are unaffected.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from stackscaler.actuators.base import ApplyResult, Capacity
 from stackscaler.actuators.registry import Actuators
-from stackscaler.errors import InvalidSpec, StackscalerError
-from stackscaler.metrics.registry import MetricSources
+from stackscaler.claims import Claimant, Claims, describe, target_key
+from stackscaler.errors import InvalidSpec, StackscalerError, TargetConflict, TemporaryError
+from stackscaler.metrics.registry import MetricSources, Reading
 from stackscaler.model.crds import KINDS
 from stackscaler.model.spec import Mode, Resource, parse_resource
-from stackscaler.policy import Decision, Direction, History, Observations, decide
+from stackscaler.policy import Decision, Direction, History, MetricObservation, Observations, decide
 from stackscaler.policy.history import parse_time
+from stackscaler.tenancy import NotGranted, Tenancy, TenancySettings
+from stackscaler.text import safe_text
 
 PAUSED_ANNOTATION = "stackscaler.dev/paused"
 INVALID_SPEC_RETRY = 300.0
 """A bad spec is re-checked this often (a spec change wakes the resource at once)."""
 MAX_ERROR_RETRY = 600.0
+CONFLICT_RETRY = 30.0
+"""A resource whose target another resource owns checks again this often."""
+MIN_DEADLINE, MAX_DEADLINE = 5.0, 60.0
+EVENTS_PER_HOUR = 30
+"""Events one resource may post in any hour; more are logged, not posted."""
 
 log = logging.getLogger("stackscaler.reconcile")
 
@@ -173,6 +183,7 @@ class Conditions:
             "Paused",
             "DryRun",
             "OutOfBandChange",
+            "Conflict",
         ]
         return sorted(
             self._items.values(), key=lambda c: order.index(c["type"]) if c["type"] in order else 99
@@ -181,6 +192,65 @@ class Conditions:
 
 def _camel(text: str) -> str:
     return text[:1].upper() + text[1:] if text else "Unknown"
+
+
+def tick_deadline(poll_interval: float) -> float:
+    """How long one tick may take to observe (and, separately, to apply).
+
+    Past it, a metric without an answer is unknown and the tick is reported
+    late, so a frozen endpoint can never make a stale status look healthy.
+    """
+    return min(MAX_DEADLINE, max(MIN_DEADLINE, 0.8 * poll_interval))
+
+
+class TickLate(TemporaryError):
+    """A phase of the tick did not finish within its deadline."""
+
+
+@dataclass
+class _Tick:
+    """What one tick builds up as it goes through its phases (never shared)."""
+
+    ref: Ref
+    body: Mapping[str, Any]
+    now: datetime
+    old: dict[str, Any]
+    """The status as the API server had it."""
+    conds: Conditions
+    base: dict[str, Any]
+    """The status being written: the old one, updated phase by phase."""
+    history: History = field(default_factory=History)
+    dry_run: bool = False
+    paused: bool = False
+    paused_why: str = ""
+
+
+@dataclass(frozen=True)
+class _Observed:
+    capacity: Capacity
+    readings: dict[str, Reading]
+
+
+class EventBudget:
+    """At most ``limit`` Events per resource in any ``window`` seconds."""
+
+    def __init__(self, limit: int = EVENTS_PER_HOUR, window: float = 3600.0) -> None:
+        self.limit, self.window = limit, window
+        self._sent: dict[str, deque[float]] = {}
+        self.suppressed = 0
+
+    def take(self, uid: str, t: float) -> bool:
+        sent = self._sent.setdefault(uid, deque())
+        while sent and sent[0] <= t - self.window:
+            sent.popleft()
+        if len(sent) >= self.limit:
+            self.suppressed += 1
+            return False
+        sent.append(t)
+        return True
+
+    def forget(self, uid: str) -> None:
+        self._sent.pop(uid, None)
 
 
 class Reconciler:
@@ -193,17 +263,46 @@ class Reconciler:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tenancy: Tenancy | None = None,
+        claims: Claims | None = None,
+        default_region: str | None = None,
+        deadline: Callable[[float], float] = tick_deadline,
+        event_budget: EventBudget | None = None,
+        failpoint: Callable[[str], None] | None = None,
     ) -> None:
         self.sources, self.actuators = sources, actuators
         self.status, self.events, self.metrics = status, events, metrics
         self.clock = clock
-        self._parsed: dict[str, tuple[Any, Resource | InvalidSpec]] = {}
+        self.tenancy = tenancy or Tenancy(TenancySettings())
+        self.claims = claims or Claims()
+        self.default_region = default_region
+        self.deadline = deadline
+        self.event_budget = event_budget or EventBudget()
+        self._failpoint = failpoint or (lambda name: None)
+        self._parsed: dict[str, tuple[Any, Resource | StackscalerError]] = {}
+
+    # --- resources coming and going ---------------------------------------------
+
+    def register(self, body: Mapping[str, Any]) -> None:
+        """A resource was seen: parse it and claim its target before its first tick."""
+        ref = Ref.of(body)
+        try:
+            resource = self._parse(ref, body)
+        except StackscalerError:
+            self.claims.release(ref.uid)
+            return
+        created = str((body.get("metadata") or {}).get("creationTimestamp") or "")
+        self.claims.claim(
+            target_key(resource, self.default_region), Claimant(created, ref.uid, str(ref))
+        )
 
     def forget(self, uid: str) -> None:
         self._parsed.pop(uid, None)
+        self.claims.release(uid)
+        self.event_budget.forget(uid)
 
     def _parse(self, ref: Ref, body: Mapping[str, Any]) -> Resource:
-        """Parse once per generation (the spec is immutable within one)."""
+        """Parse and admit once per generation (the spec is immutable within one)."""
         meta = body.get("metadata") or {}
         key = (
             meta.get("generation"),
@@ -211,209 +310,316 @@ class Reconciler:
         )
         cached = self._parsed.get(ref.uid)
         if cached is None or cached[0] != key:
+            parsed: Resource | StackscalerError
             try:
-                parsed: Resource | InvalidSpec = parse_resource(body, source=str(ref))
-            except InvalidSpec as exc:
+                parsed = self.tenancy.admit(parse_resource(body, source=str(ref)))
+            except (InvalidSpec, NotGranted) as exc:
                 parsed = exc
             self._parsed[ref.uid] = (key, parsed)
             cached = self._parsed[ref.uid]
-        if isinstance(cached[1], InvalidSpec):
+        if isinstance(cached[1], StackscalerError):
             raise cached[1]
         return cached[1]
 
-    async def _event(self, ref: Ref, type_: str, reason: str, message: str) -> None:
-        try:
-            await self.events.record(ref, type_, reason, message[:1024])
-        except Exception:  # an event that cannot be posted never stops a tick
-            log.warning("cannot post event %s for %s", reason, ref, exc_info=True)
+    # --- one tick -----------------------------------------------------------------
 
     async def tick(self, body: Mapping[str, Any]) -> TickResult:
-        ref = Ref.of(body)
+        t = self._begin(body)
+        try:
+            resource = self._admit(t)
+        except (InvalidSpec, NotGranted, TargetConflict) as exc:
+            return await self._refused(t, exc)
+        self._mode(t, resource)
+        try:
+            seen = await self._observe(t, resource)
+        except StackscalerError as exc:
+            return await self._failed(t, resource, exc, stage="TargetUnavailable")
+        await self._recover(t, resource, seen.capacity)
+        await self._out_of_band(t, resource, seen.capacity)
+        decision = decide(
+            resource.scaling, Observations(seen.capacity.current, _values(seen)), t.history, t.now
+        )
+        await self._report_metrics(t, seen, decision)
+        try:
+            applied, limit = await self._apply(t, resource, seen.capacity, decision)
+        except StackscalerError as exc:
+            t.base.update(
+                history=decision.history_if_held.to_dict(),
+                currentCapacity=seen.capacity.current,
+                desiredCapacity=decision.desired,
+            )
+            return await self._failed(t, resource, exc, stage="ApplyFailed")
+        return await self._record(
+            t, resource, capacity=seen.capacity, decision=decision, applied=applied, limit=limit
+        )
+
+    def _begin(self, body: Mapping[str, Any]) -> _Tick:
         now = self.clock()
-        meta = body.get("metadata") or {}
-        generation = meta.get("generation")
-        old_status: dict[str, Any] = dict(body.get("status") or {})
-        conds = Conditions(old_status.get("conditions"), now, generation)
-        base: dict[str, Any] = {
-            k: v for k, v in old_status.items() if k not in ("conditions", "observedGeneration")
-        }
+        generation = (body.get("metadata") or {}).get("generation")
+        old: dict[str, Any] = dict(body.get("status") or {})
+        base = {k: v for k, v in old.items() if k not in ("conditions", "observedGeneration")}
         base["observedGeneration"] = generation
+        return _Tick(
+            Ref.of(body), body, now, old, Conditions(old.get("conditions"), now, generation), base
+        )
 
-        try:
-            resource = self._parse(ref, body)
-        except InvalidSpec as exc:
-            message = "; ".join(str(e) for e in exc.errors)
-            if conds.set("Ready", False, "InvalidSpec", message):
-                await self._event(ref, "Warning", "InvalidSpec", message)
-            if self.metrics is not None:
-                self.metrics.record_error(ref.kind, ref.namespace, ref.name, exc)
-            await self._write(ref, {**base, "conditions": conds.to_list()})
-            return TickResult(INVALID_SPEC_RETRY)
+    def _admit(self, t: _Tick) -> Resource:
+        """Parse, check the tenancy grants, and make sure no older resource owns the target."""
+        resource = self._parse(t.ref, t.body)
+        key = target_key(resource, self.default_region)
+        owner = self.claims.owner(key)
+        if owner is None:  # not registered yet (a tick without a watch event: tests)
+            self.register(t.body)
+            owner = self.claims.owner(key)
+        if owner is not None and owner.uid != t.ref.uid:
+            raise TargetConflict(
+                f"{describe(key)} is managed by the older {owner.name}; this resource does "
+                "nothing while that one names the same target"
+            )
+        t.conds.set("Conflict", False, "NoConflict", "")
+        return resource
 
-        scaling = resource.scaling
-        dry_run = scaling.mode is Mode.DRY_RUN
-        paused, paused_why = paused_state(meta.get("annotations") or {}, now)
-        conds.set("Paused", paused, "PausedByAnnotation" if paused else "NotPaused", paused_why)
+    def _mode(self, t: _Tick, resource: Resource) -> None:
+        t.dry_run = resource.scaling.mode is Mode.DRY_RUN
+        annotations = (t.body.get("metadata") or {}).get("annotations") or {}
+        t.paused, t.paused_why = paused_state(annotations, t.now)
+        t.conds.set(
+            "Paused", t.paused, "PausedByAnnotation" if t.paused else "NotPaused", t.paused_why
+        )
         if self.metrics is not None:
-            self.metrics.set_mode(ref.kind, ref.namespace, ref.name, paused=paused, dry_run=dry_run)
+            self.metrics.set_mode(
+                t.ref.kind, t.ref.namespace, t.ref.name, paused=t.paused, dry_run=t.dry_run
+            )
 
+    async def _observe(self, t: _Tick, resource: Resource) -> _Observed:
+        """The target's capacity and every metric, within the tick's deadline."""
         try:
-            history = History.from_dict(old_status.get("history"))
+            t.history = History.from_dict(t.old.get("history"))
         except ValueError as exc:
-            history = History()
             await self._event(
-                ref,
+                t,
                 "Warning",
                 "HistoryReset",
                 f"status.history could not be read ({exc}); starting afresh",
             )
-
+        deadline = self.deadline(float(resource.scaling.poll_interval_seconds))
         actuator = self.actuators.for_target(resource.target)
+        capacity_task = asyncio.ensure_future(actuator.observe(resource))
         try:
-            capacity = await actuator.observe(resource)
-        except StackscalerError as exc:
-            return await self._failed(
-                ref, resource=resource, conds=conds, base=base, exc=exc, stage="TargetUnavailable"
-            )
-        readings = await self.sources.observe_all(resource, now)
+            readings = await self.sources.observe_all(resource, t.now, deadline=deadline)
+            async with asyncio.timeout(deadline):
+                capacity = await capacity_task
+        except TimeoutError:
+            raise TickLate(
+                f"no answer about {resource.target.kind} {resource.target.name} within "
+                f"{deadline:g} s; this tick is late and nothing was changed",
+                delay=min(deadline, float(resource.scaling.poll_interval_seconds)),
+            ) from None
+        finally:
+            if not capacity_task.done():
+                capacity_task.cancel()
+        return _Observed(capacity, readings)
 
-        # someone else changed the capacity: accept it, restart cooldowns from it
-        applied_before = old_status.get("appliedCapacity")
+    async def _recover(self, t: _Tick, resource: Resource, capacity: Capacity) -> None:
+        """An action recorded as intended but never as done: did it happen?"""
+        intent = t.base.pop("pendingAction", None)
+        if not isinstance(intent, dict):
+            return
+        start, to = intent.get("from"), intent.get("to")
+        when = intent.get("time")
+        if not isinstance(start, int) or not isinstance(to, int) or not isinstance(when, str):
+            return
+        if capacity.current == start:
+            log.info("%s: the intended action %s -> %s did not happen", t.ref, start, to)
+            return
+        try:
+            at = parse_time(when)
+        except ValueError:
+            at = t.now.timestamp()
+        behavior = resource.scaling.behavior
+        keep = max(behavior.scale_in.cooldown_seconds, behavior.scale_out.cooldown_seconds, 60)
+        t.history = t.history.with_scale(at, capacity.current - start, keep_seconds=keep)
+        if capacity.is_setpoint:
+            t.base["appliedCapacity"] = capacity.current
+        reason = "ScaledOut" if capacity.current > start else "ScaledIn"
+        headline = str(intent.get("headline") or f"{start} -> {to}")
+        await self._event(
+            t,
+            "Normal",
+            reason,
+            f"{headline} (recorded after a restart: the operator stopped after the change "
+            f"and before recording it; the target is at {capacity.current})",
+        )
+
+    async def _out_of_band(self, t: _Tick, resource: Resource, capacity: Capacity) -> None:
+        """Someone else changed the capacity: accept it, restart cooldowns from it."""
+        applied_before = t.old.get("appliedCapacity")
+        applied_before = t.base.get("appliedCapacity", applied_before)
         if (
-            capacity.is_setpoint
-            and isinstance(applied_before, int)
-            and capacity.current != applied_before
-            and not dry_run
+            not capacity.is_setpoint
+            or not isinstance(applied_before, int)
+            or capacity.current == applied_before
+            or t.dry_run
         ):
-            message = (
-                f"capacity changed from {applied_before} to {capacity.current} outside "
-                f"stackscaler at {_ts(now)}; cooldowns restart from this change"
-            )
-            if conds.set("OutOfBandChange", True, "CapacityChangedOutOfBand", message):
-                await self._event(ref, "Normal", "OutOfBandChange", message)
-            keep = max(
-                scaling.behavior.scale_in.cooldown_seconds,
-                scaling.behavior.scale_out.cooldown_seconds,
-                60,
-            )
-            history = history.with_scale(
-                now.timestamp(), capacity.current - applied_before, keep_seconds=keep
-            )
-            base["appliedCapacity"] = capacity.current
+            return
+        message = (
+            f"capacity changed from {applied_before} to {capacity.current} outside "
+            f"stackscaler at {_ts(t.now)}; cooldowns restart from this change"
+        )
+        if t.conds.set("OutOfBandChange", True, "CapacityChangedOutOfBand", message):
+            await self._event(t, "Normal", "OutOfBandChange", message)
+        behavior = resource.scaling.behavior
+        keep = max(behavior.scale_in.cooldown_seconds, behavior.scale_out.cooldown_seconds, 60)
+        t.history = t.history.with_scale(
+            t.now.timestamp(), capacity.current - applied_before, keep_seconds=keep
+        )
+        t.base["appliedCapacity"] = capacity.current
 
-        observations = Observations(capacity.current, {n: r[0] for n, r in readings.items()})
-        decision = decide(scaling, observations, history, now)
-
-        # metrics
-        unknown = {n: err for n, (obs, err) in readings.items() if obs.value is None}
+    async def _report_metrics(self, t: _Tick, seen: _Observed, decision: Decision) -> None:
+        """MetricsAvailable and Fallback conditions; each permanent metric error once."""
+        unknown = {n: err for n, (obs, err) in seen.readings.items() if obs.value is None}
+        before = str((t.conds.get("MetricsAvailable") or {}).get("message", ""))
         if unknown:
-            detail = "; ".join(f"{n}: {err or 'unknown'}" for n, err in unknown.items())
-            changed = conds.set("MetricsAvailable", False, "MetricsUnknown", detail)
-            for err in unknown.values():
+            detail = "; ".join(
+                f"{n}: {safe_text(str(err or 'unknown'))}" for n, err in unknown.items()
+            )
+            t.conds.set("MetricsAvailable", False, "MetricsUnknown", detail)
+            for name, err in unknown.items():
                 if err is None:
                     continue
                 if self.metrics is not None:
-                    self.metrics.record_error(ref.kind, ref.namespace, ref.name, err)
-                if changed and not err.temporary:  # a bad query, a missing queue: once
-                    await self._event(ref, "Warning", type(err).__name__, str(err))
+                    self.metrics.record_error(t.ref.kind, t.ref.namespace, t.ref.name, err)
+                # a bad query, a missing queue: once, not every tick another metric changes
+                said = f"{name}: {safe_text(str(err))}"
+                if not err.temporary and said not in before:
+                    await self._event(t, "Warning", type(err).__name__, said)
         else:
-            conds.set(
-                "MetricsAvailable", True, "AllMetricsKnown", f"{len(readings)} metric(s) read"
+            t.conds.set(
+                "MetricsAvailable", True, "AllMetricsKnown", f"{len(seen.readings)} metric(s) read"
             )
-
-        # fallback start and end
-        was_fallback = (conds.get("Fallback") or {}).get("status") == "True"
+        was_fallback = (t.conds.get("Fallback") or {}).get("status") == "True"
         if decision.fallback_active:
-            conds.set("Fallback", True, "MetricsUnavailable", decision.headline)
+            t.conds.set("Fallback", True, "MetricsUnavailable", decision.headline)
             if not was_fallback:
                 await self._event(
-                    ref,
+                    t,
                     "Warning",
                     "FallbackStarted",
                     f"metrics unknown for {decision.history.consecutive_failures} "
                     f"tick(s): {decision.headline}",
                 )
         else:
-            conds.set("Fallback", False, "NotInFallback", "")
+            t.conds.set("Fallback", False, "NotInFallback", "")
             if was_fallback:
-                await self._event(ref, "Normal", "FallbackEnded", "metrics are known again")
+                await self._event(t, "Normal", "FallbackEnded", "metrics are known again")
 
-        # apply
-        applied: ApplyResult | None = None
-        new_history = decision.history_if_held
+    async def _apply(
+        self, t: _Tick, resource: Resource, capacity: Capacity, decision: Decision
+    ) -> tuple[ApplyResult | None, tuple[str, str]]:
+        """Carry the decision out (intent first), unless dry run, paused or busy.
+
+        Returns what was applied and the ScalingLimited reason and message.
+        """
         limited = decision.limited_by
-        limit_reason = _camel(str(limited)) if limited is not None else "NotLimited"
-        limit_message = "; ".join(decision.reasons[-2:]) if limited is not None else ""
-        if decision.changed and not dry_run and not paused:
-            if capacity.busy:
-                limit_reason, limit_message = "TargetBusy", capacity.busy
-            else:
-                try:
-                    applied = await actuator.apply(resource, decision.desired, capacity)
-                except StackscalerError as exc:
-                    # remember what was observed, not the action that failed
-                    base.update(
-                        history=new_history.to_dict(),
-                        currentCapacity=capacity.current,
-                        desiredCapacity=decision.desired,
-                    )
-                    return await self._failed(
-                        ref, resource=resource, conds=conds, base=base, exc=exc, stage="ApplyFailed"
-                    )
-                if applied.changed:
-                    new_history = decision.history
-                    base["appliedCapacity"] = applied.requested
-                    direction = decision.direction
-                    reason = "ScaledOut" if direction is Direction.OUT else "ScaledIn"
-                    await self._event(
-                        ref,
-                        "Normal",
-                        reason,
-                        decision.headline
-                        if applied.requested == decision.desired
-                        else f"{decision.headline} (the target allows {applied.requested})",
-                    )
-                    if self.metrics is not None:
-                        self.metrics.record_scale(ref.kind, ref.namespace, ref.name, direction)
-                if applied.clamped:
-                    limit_reason, limit_message = "TargetBounds", applied.clamped
-        elif capacity.busy and decision.changed:
-            limit_reason, limit_message = "TargetBusy", capacity.busy
-        if "appliedCapacity" not in base and not dry_run:
-            base["appliedCapacity"] = capacity.current
-        conds.set("ScalingLimited", limit_reason != "NotLimited", limit_reason, limit_message)
+        limit = (
+            (_camel(str(limited)), "; ".join(decision.reasons[-2:]))
+            if limited is not None
+            else ("NotLimited", "")
+        )
+        if not decision.changed or t.dry_run or t.paused:
+            if capacity.busy and decision.changed:
+                limit = ("TargetBusy", capacity.busy)
+            return None, limit
+        if capacity.busy:
+            return None, ("TargetBusy", capacity.busy)
+        await self._record_intent(t, capacity, decision)
+        actuator = self.actuators.for_target(resource.target)
+        deadline = self.deadline(float(resource.scaling.poll_interval_seconds))
+        try:
+            async with asyncio.timeout(deadline):
+                applied = await actuator.apply(resource, decision.desired, capacity)
+        except TimeoutError:
+            raise TickLate(
+                f"no answer to the change {capacity.current} -> {decision.desired} within "
+                f"{deadline:g} s; the next tick checks whether it happened"
+            ) from None
+        except StackscalerError:
+            t.base.pop("pendingAction", None)
+            raise
+        self._failpoint("after-apply")
+        t.base.pop("pendingAction", None)
+        if applied.changed:
+            t.history = decision.history
+            t.base["appliedCapacity"] = applied.requested
+            direction = decision.direction
+            await self._event(
+                t,
+                "Normal",
+                "ScaledOut" if direction is Direction.OUT else "ScaledIn",
+                decision.headline
+                if applied.requested == decision.desired
+                else f"{decision.headline} (the target allows {applied.requested})",
+            )
+            if self.metrics is not None:
+                self.metrics.record_scale(t.ref.kind, t.ref.namespace, t.ref.name, direction)
+        else:
+            t.history = decision.history_if_held
+        if applied.clamped:
+            limit = ("TargetBounds", applied.clamped)
+        return applied, limit
+
+    async def _record_intent(self, t: _Tick, capacity: Capacity, decision: Decision) -> None:
+        """Write the action into the status before it is sent (crash consistency)."""
+        t.base["pendingAction"] = {
+            "time": _ts(t.now),
+            "from": capacity.current,
+            "to": decision.desired,
+            "headline": decision.headline[:1024],
+        }
+        await self._write(
+            t.ref,
+            _drop_none({**t.base, "history": t.history.to_dict(), "conditions": t.conds.to_list()}),
+        )
+
+    async def _record(
+        self,
+        t: _Tick,
+        resource: Resource,
+        *,
+        capacity: Capacity,
+        decision: Decision,
+        applied: ApplyResult | None,
+        limit: tuple[str, str],
+    ) -> TickResult:
+        """Conditions, metrics and the whole status, through /status."""
+        if applied is None:
+            t.history = decision.history_if_held
+        if "appliedCapacity" not in t.base and not t.dry_run:
+            t.base["appliedCapacity"] = capacity.current
+        conds = t.conds
+        conds.set("ScalingLimited", limit[0] != "NotLimited", limit[0], limit[1])
         would = (
             f"would scale {capacity.current} -> {decision.desired}: {decision.headline}"
             if decision.changed
             else f"would hold {capacity.current}: {decision.headline}"
         )
         conds.set(
-            "DryRun", dry_run, "DryRunMode" if dry_run else "Active", would if dry_run else ""
+            "DryRun", t.dry_run, "DryRunMode" if t.dry_run else "Active", would if t.dry_run else ""
         )
-        if paused:
-            conds.set("Paused", True, "PausedByAnnotation", f"{paused_why}; {would}")
+        if t.paused:
+            conds.set("Paused", True, "PausedByAnnotation", f"{t.paused_why}; {would}")
         conds.set("Ready", True, "Reconciled", decision.headline)
         if self.metrics is not None:
-            self.metrics.record_decision(ref.kind, ref.namespace, ref.name, decision)
-        status = self._status(
-            base, decision=decision, capacity=capacity, history=new_history, conds=conds, now=now
-        )
-        await self._write(ref, status)
-        return TickResult(float(scaling.poll_interval_seconds), decision, applied)
+            self.metrics.record_decision(t.ref.kind, t.ref.namespace, t.ref.name, decision)
+        status = self._status(t, decision=decision, capacity=capacity)
+        await self._write(t.ref, status)
+        return TickResult(float(resource.scaling.poll_interval_seconds), decision, applied)
 
-    def _status(
-        self,
-        base: dict[str, Any],
-        *,
-        decision: Decision,
-        capacity: Capacity,
-        history: History,
-        conds: Conditions,
-        now: datetime,
-    ) -> dict[str, Any]:
-        status = dict(base)
+    def _status(self, t: _Tick, *, decision: Decision, capacity: Capacity) -> dict[str, Any]:
+        status = dict(t.base)
+        history = t.history
         last_out, last_in = history.last_scale_out, history.last_scale_in
-        last = max((t for t in (last_out, last_in) if t is not None), default=None)
+        last = max((x for x in (last_out, last_in) if x is not None), default=None)
         status.update(
             {
                 "currentCapacity": capacity.current,
@@ -422,44 +628,77 @@ class Reconciler:
                 "lastScaleOutTime": _epoch_ts(last_out),
                 "lastScaleInTime": _epoch_ts(last_in),
                 "lastDecision": {
-                    "time": _ts(now),
+                    "time": _ts(t.now),
                     "direction": str(decision.direction),
                     "limitedBy": None if decision.limited_by is None else str(decision.limited_by),
-                    "reasons": [r[:1024] for r in decision.reasons[:32]],
+                    "reasons": [safe_text(r, 1024) for r in decision.reasons[:32]],
                     "metrics": [m.to_dict() for m in decision.metrics][:11],
                 },
                 "history": history.to_dict(),
-                "conditions": conds.to_list(),
+                "conditions": t.conds.to_list(),
             }
         )
         return _drop_none(status)
 
+    # --- when a tick cannot go on ----------------------------------------------
+
+    async def _refused(self, t: _Tick, exc: StackscalerError) -> TickResult:
+        """An invalid spec, a grant it does not have, a target another resource owns."""
+        if isinstance(exc, InvalidSpec):
+            reason, message = "InvalidSpec", "; ".join(str(e) for e in exc.errors)
+            delay = INVALID_SPEC_RETRY
+        elif isinstance(exc, NotGranted):
+            reason, message, delay = "NotGranted", str(exc), INVALID_SPEC_RETRY
+        else:
+            reason, message, delay = "TargetConflict", str(exc), CONFLICT_RETRY
+            t.conds.set("Conflict", True, "TargetClaimed", safe_text(message))
+        message = safe_text(message)
+        if t.conds.set("Ready", False, reason, message):
+            await self._event(t, "Warning", reason, message)
+        if self.metrics is not None:
+            self.metrics.record_error(t.ref.kind, t.ref.namespace, t.ref.name, exc)
+        await self._write(t.ref, {**t.base, "conditions": t.conds.to_list()})
+        return TickResult(delay)
+
     async def _failed(
-        self,
-        ref: Ref,
-        *,
-        resource: Resource,
-        conds: Conditions,
-        base: dict[str, Any],
-        exc: StackscalerError,
-        stage: str,
+        self, t: _Tick, resource: Resource, exc: StackscalerError, *, stage: str
     ) -> TickResult:
         reason = type(exc).__name__ if not exc.temporary else stage
-        if conds.set("Ready", False, reason, str(exc)) and not exc.temporary:
-            await self._event(ref, "Warning", type(exc).__name__, str(exc))
-        if self.metrics is not None:
-            self.metrics.record_error(ref.kind, ref.namespace, ref.name, exc)
-        log.warning("%s: %s", ref, exc)
-        await self._write(ref, _drop_none({**base, "conditions": conds.to_list()}))
+        if isinstance(exc, TickLate):
+            reason = "TickLate"
+            if self.metrics is not None:
+                self.metrics.record_error(t.ref.kind, t.ref.namespace, t.ref.name, exc)
+        message = safe_text(str(exc))
+        if t.conds.set("Ready", False, reason, message) and not exc.temporary:
+            await self._event(t, "Warning", type(exc).__name__, message)
+        if self.metrics is not None and not isinstance(exc, TickLate):
+            self.metrics.record_error(t.ref.kind, t.ref.namespace, t.ref.name, exc)
+        log.warning("%s: %s", t.ref, exc)
+        await self._write(t.ref, _drop_none({**t.base, "conditions": t.conds.to_list()}))
         poll = float(resource.scaling.poll_interval_seconds)
         delay = getattr(exc, "delay", poll) if exc.temporary else min(MAX_ERROR_RETRY, 4 * poll)
         return TickResult(max(1.0, float(delay)))
+
+    # --- output -------------------------------------------------------------------
+
+    async def _event(self, t: _Tick, type_: str, reason: str, message: str) -> None:
+        if not self.event_budget.take(t.ref.uid, t.now.timestamp()):
+            log.warning("%s: event budget spent; not posting %s: %s", t.ref, reason, message)
+            return
+        try:
+            await self.events.record(t.ref, type_, reason, safe_text(message, 1024))
+        except Exception:  # an event that cannot be posted never stops a tick
+            log.warning("cannot post event %s for %s", reason, t.ref, exc_info=True)
 
     async def _write(self, ref: Ref, status: dict[str, Any]) -> None:
         try:
             await self.status.write(ref, status)
         except Exception:
             log.warning("cannot write the status of %s", ref, exc_info=True)
+
+
+def _values(seen: _Observed) -> dict[str, MetricObservation]:
+    return {n: r[0] for n, r in seen.readings.items()}
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

@@ -63,7 +63,9 @@ class FakeSources:
     values: dict[str, float | None] = field(default_factory=lambda: {"cpu": 50.0})
     error: StackscalerError | None = None
 
-    async def observe_all(self, resource: Resource, now: datetime) -> dict[str, Any]:
+    async def observe_all(
+        self, resource: Resource, now: datetime, *, deadline: float | None = None
+    ) -> dict[str, Any]:
         out = {}
         for name, v in self.values.items():
             if v is None:

@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 
 from stackscaler.aws import AwsCaller
-from stackscaler.errors import StackscalerError
+from stackscaler.errors import MetricUnavailable, StackscalerError
 from stackscaler.metrics.base import MetricQuery, MetricSource, observe
 from stackscaler.metrics.cloudwatch import CloudWatchMetricSource
 from stackscaler.metrics.prometheus import PrometheusMetricSource, PrometheusSettings
@@ -36,13 +36,34 @@ class MetricSources:
             raise LookupError(f"metric {metric.name} has no source")
         return self._sources[type(metric.source)]
 
-    async def observe_all(self, resource: Resource, now: datetime) -> dict[str, Reading]:
-        """Every metric of the resource, concurrently; unknown ones carry their error."""
+    async def observe_all(
+        self, resource: Resource, now: datetime, *, deadline: float | None = None
+    ) -> dict[str, Reading]:
+        """Every metric of the resource, concurrently; unknown ones carry their error.
+
+        A metric without an answer within ``deadline`` seconds is unknown
+        (MetricUnavailable), whatever its source is still waiting for.
+        """
         metrics = resource.scaling.metrics
         readings = await asyncio.gather(
-            *(observe(self.for_metric(m), MetricQuery(resource.key, m), now) for m in metrics)
+            *(self._observe(resource, m, now, deadline) for m in metrics)
         )
         return {m.name: r for m, r in zip(metrics, readings, strict=True)}
+
+    async def _observe(
+        self, resource: Resource, metric: MetricSpec, now: datetime, deadline: float | None
+    ) -> Reading:
+        read = observe(self.for_metric(metric), MetricQuery(resource.key, metric), now)
+        if deadline is None:
+            return await read
+        try:
+            async with asyncio.timeout(deadline):
+                return await read
+        except TimeoutError:
+            err = MetricUnavailable(
+                f"no answer within {deadline:g} s (the tick's deadline): unknown, this tick is late"
+            )
+            return MetricObservation.unknown(str(err)), err
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self._sources.values()))

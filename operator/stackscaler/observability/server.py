@@ -1,7 +1,8 @@
 """Health and metrics endpoints: ``/metrics``, ``/healthz``, ``/readyz`` (aiohttp).
 
 * ``GET /metrics``: the registry in the Prometheus text exposition format.
-* ``GET /healthz``: liveness, 200 ``ok`` whenever the event loop serves it.
+* ``GET /healthz``: liveness, 200 ``ok`` when the event loop serves it and
+  every liveness check passes (a stuck operator answers 503 and is restarted).
 * ``GET /readyz``: readiness, 200 only when every registered check passes,
   else 503 with one line per failing check.
 
@@ -46,6 +47,7 @@ class HealthServer:
         self._requested_port = port
         self._shutdown_timeout = shutdown_timeout
         self._checks: dict[str, ReadinessCheck] = {}
+        self._liveness: dict[str, ReadinessCheck] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -55,10 +57,15 @@ class HealthServer:
         """Register (or replace) the readiness check ``name``."""
         self._checks[name] = fn
 
-    def failing_checks(self) -> dict[str, str]:
-        """The failing checks and why, by name (empty when ready)."""
+    def add_liveness_check(self, name: str, fn: ReadinessCheck) -> None:
+        """Register (or replace) the liveness check ``name`` (same contract as readiness)."""
+        self._liveness[name] = fn
+
+    def failing_checks(self, *, liveness: bool = False) -> dict[str, str]:
+        """The failing checks and why, by name (empty when ready, or alive)."""
         failing: dict[str, str] = {}
-        for name, fn in list(self._checks.items()):
+        checks = self._liveness if liveness else self._checks
+        for name, fn in list(checks.items()):
             try:
                 result = fn()
             except Exception as exc:
@@ -127,7 +134,11 @@ class HealthServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        failing = self.failing_checks(liveness=True)
+        if not failing:
+            return web.Response(text="ok")
+        lines = "".join(f"{name}: {why}\n" for name, why in sorted(failing.items()))
+        return web.Response(status=503, text="not alive\n" + lines)
 
     async def _readyz(self, _: web.Request) -> web.Response:
         failing = self.failing_checks()

@@ -130,9 +130,10 @@ class OperatorProcess:
         env: dict[str, str],
         workdir: Path,
         namespaces: tuple[str, ...],
+        args: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig, self.env, self.workdir = kubeconfig, env, workdir
-        self.namespaces = namespaces
+        self.namespaces, self.args = namespaces, args
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.starts = 0
@@ -162,6 +163,7 @@ class OperatorProcess:
         ]
         for ns in self.namespaces:
             args += ["--namespace", ns]
+        args += self.args
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 args,
@@ -270,16 +272,18 @@ def operator(
     aws_env: dict[str, str],
     tmp_path: Path,
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """``operator(*namespaces, env={...})`` starts `stackscaler run` watching those namespaces."""
+    """``operator(*namespaces, env={...}, args=(...))`` starts `stackscaler run` watching them."""
     started: list[OperatorProcess] = []
 
-    def start(*namespaces: str, env: dict[str, str] | None = None) -> OperatorProcess:
+    def start(
+        *namespaces: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> OperatorProcess:
         base = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}  # --kubeconfig only
         base.update(aws_env)
         base.update(env or {})
         workdir = tmp_path / f"operator-{len(started)}"
         workdir.mkdir()
-        proc = OperatorProcess(controlplane.kubeconfig, base, workdir, namespaces)
+        proc = OperatorProcess(controlplane.kubeconfig, base, workdir, namespaces, args)
         started.append(proc)
         return proc.start()
 

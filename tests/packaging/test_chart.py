@@ -35,6 +35,7 @@ from kubernetes.client.exceptions import ApiException
 
 from stackscaler.devtools import controlplane as cp
 from stackscaler.devtools.controlplane import exit_with_parent
+from stackscaler.tenancy import parse_tenancy
 from tests.integration import conftest as integration
 from tests.integration.conftest import REGION, Kubectl
 from tests.integration.netutil import free_port
@@ -87,6 +88,22 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "workloads-off": {"targets": {"kubernetesWorkloads": False}},
     "no-crds": {"crds": {"install": False}},
     "extra-env": {"env": [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}]},
+    "tenancy": {
+        "tenancy": {
+            "accountId": "123456789012",
+            "tenants": [
+                {
+                    "name": "shop",
+                    "namespaces": ["shop", "shop-*"],
+                    "roles": ["arn:aws:iam::111122223333:role/stackscaler-shop"],
+                    "externalId": "shop-7f3a",
+                    "autoScalingGroups": ["shop-*"],
+                    "prometheusServers": ["http://prometheus.monitoring:9090"],
+                    "maxCapacity": 50,
+                }
+            ],
+        }
+    },
 }
 
 
@@ -659,6 +676,22 @@ def test_prometheus_settings_come_from_a_mounted_secret(helm: Helm) -> None:
     secret = next(v["secret"] for v in volumes if v["name"] == "prometheus-settings")
     assert secret["secretName"] == "prom-settings"
     assert ("", "secrets") not in grants(docs)  # the kubelet mounts it, the operator never reads it
+
+
+def test_tenancy_is_a_mounted_configmap_the_operator_accepts(helm: Helm) -> None:
+    docs = helm.template(OPTIONS["tenancy"])
+    c = container(docs)
+    assert arg_value(c["args"], "--tenancy") == ["/etc/stackscaler/tenancy/tenancy.yaml"]
+    assert {"name": "tenancy", "mountPath": "/etc/stackscaler/tenancy", "readOnly": True} in c[
+        "volumeMounts"
+    ]
+    config_map = one(docs, "ConfigMap")
+    settings = parse_tenancy(yaml.safe_load(config_map["data"]["tenancy.yaml"]))
+    assert settings.tenants[0].external_id == "shop-7f3a"
+    annotations = workload(docs)["spec"]["template"]["metadata"]["annotations"]
+    assert "stackscaler.dev/tenancy-checksum" in annotations  # a change rolls the pods
+    assert not find(helm.template(), "ConfigMap")  # single-tenant by default
+    assert "--tenancy" not in container(helm.template())["args"]
 
 
 def test_extra_env_and_crds_switches(helm: Helm) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 from stackscaler.cli.files import UsageError
@@ -54,6 +55,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="FILE",
         help="credentials for Prometheus servers (YAML; see docs/io.md)",
     )
+    r.add_argument(
+        "--tenancy",
+        type=Path,
+        metavar="FILE",
+        help="what each namespace may reach: roles, targets, queues, metrics, Prometheus "
+        "servers (YAML; see docs/security.md). Without it: single-tenant, own account only",
+    )
     r.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
 
 
@@ -73,6 +81,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_level=args.log_level.upper(),
         prometheus_settings=args.prometheus_settings,
         kubeconfig=args.kubeconfig,
+        tenancy=args.tenancy,
+        failpoints=frozenset(
+            f for f in os.environ.get("STACKSCALER_FAILPOINTS", "").split(",") if f.strip()
+        ),
     )
     asyncio.run(run_operator(settings))
     return 0

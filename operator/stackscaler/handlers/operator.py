@@ -18,18 +18,24 @@ from kubernetes.config import kube_config
 
 from stackscaler import API_GROUP, API_VERSION, __version__
 from stackscaler.actuators.registry import Actuators
-from stackscaler.aws import AwsCaller, AwsSettings, RateLimiters
+from stackscaler.aws import AwsCaller, AwsSettings, RateLimiters, RoleRef
+from stackscaler.errors import StackscalerError
 from stackscaler.kube import KubeEvents, KubeStatus, api_client
-from stackscaler.metrics.prometheus import PrometheusSettings
+from stackscaler.metrics.prometheus import PrometheusSettings, normalize_address
 from stackscaler.metrics.registry import MetricSources
 from stackscaler.model.crds import KINDS
 from stackscaler.observability.logs import LogFormat, configure_logging
 from stackscaler.observability.metrics import OperatorMetrics
 from stackscaler.observability.server import HealthServer
+from stackscaler.observability.ticks import TickWatch
 from stackscaler.reconcile import Reconciler, Ref
 from stackscaler.scheduler import Scheduler
+from stackscaler.tenancy import Tenancy, TenancySettings
 
 log = logging.getLogger("stackscaler.operator")
+
+FAILPOINT_EXIT = 137
+"""Exit status at a failpoint (as if SIGKILLed)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,10 @@ class RunSettings:
     prometheus_settings: Path | None = None
     kubeconfig: str | None = None
     jitter_seconds: float = 0.2
+    tenancy: Path | None = None
+    """The platform team's grants (docs/security.md); None: single-tenant."""
+    failpoints: frozenset[str] = frozenset()
+    """Test-only crash points (STACKSCALER_FAILPOINTS): the process exits there."""
 
 
 def parse_selector(text: str) -> tuple[tuple[str, str | None], ...]:
@@ -75,10 +85,20 @@ class Operator:
         self.metrics = OperatorMetrics()
         self.api = api_client(settings.kubeconfig)
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stackscaler-kube")
+        self.tenancy = Tenancy(
+            TenancySettings.from_file(settings.tenancy) if settings.tenancy else TenancySettings(),
+            normalize_address=normalize_address,
+        )
+        if settings.tenancy is None:
+            log.warning(
+                "no tenancy settings: every namespace may use every target of the operator's "
+                "account (cross-account roles are denied); see docs/security.md"
+            )
         self.caller = AwsCaller(
             AwsSettings.from_env(),
             limiters=RateLimiters(on_wait=self.metrics.limiter_wait_hook()),
             hook=self.metrics.aws_call_hook(),
+            assume_role_params=self._assume_role_params,
         )
         prometheus = (
             PrometheusSettings.from_file(settings.prometheus_settings)
@@ -93,7 +113,11 @@ class Operator:
             KubeStatus(self.api, self.executor),
             KubeEvents(self.api, self.executor),
             metrics=self.metrics,
+            tenancy=self.tenancy,
+            default_region=self.caller.settings.default_region,
+            failpoint=self._failpoint,
         )
+        self.ticks = TickWatch()
         self.scheduler = Scheduler(
             self._tick, jitter=settings.jitter_seconds, on_forget=self._forget
         )
@@ -107,10 +131,40 @@ class Operator:
         self.health.add_check(
             "kubernetes", lambda: self.logged_in or "not logged in to the Kubernetes API yet"
         )
+        self.health.add_check("ticking", lambda: self.ticks.ready(len(self.scheduler)))
+        self.health.add_liveness_check("ticking", self.ticks.alive)
+
+    def _assume_role_params(self, role: RoleRef) -> dict[str, Any]:
+        """The tenant's ExternalId on every AssumeRole for its namespaces."""
+        external_id = self.tenancy.external_id(role.namespace)
+        return {} if external_id is None else {"ExternalId": external_id}
+
+    def _failpoint(self, name: str) -> None:
+        if name in self.settings.failpoints:
+            log.error("failpoint %s: exiting now (STACKSCALER_FAILPOINTS, tests only)", name)
+            os._exit(FAILPOINT_EXIT)
+
+    async def discover_account(self) -> None:
+        """The operator's own AWS account, so that cross-account roles can be told apart."""
+        if self.tenancy.account_id is not None:
+            return
+        try:
+            identity = await self.caller.call(
+                "sts", "GetCallerIdentity", region=None, resource="the operator"
+            )
+        except StackscalerError as exc:
+            log.warning(
+                "cannot tell the operator's AWS account (%s): every roleArn is denied until "
+                "accountId is set in the tenancy settings",
+                exc,
+            )
+            return
+        self.tenancy.account_id = str(identity.get("Account") or "") or None
+        log.info("acting in AWS account %s", self.tenancy.account_id)
 
     async def _tick(self, body: Mapping[str, Any]) -> float:
         ref = Ref.of(body)
-        with self.metrics.observe_reconcile(ref.kind):
+        with self.metrics.observe_reconcile(ref.kind), self.ticks.running(ref.uid):
             result = await self.reconciler.tick(body)
         return result.delay
 
@@ -128,6 +182,7 @@ class Operator:
             self.kinds[kind] -= 1 if self.kinds[kind] > 0 else 0
         else:
             before = len(self.scheduler)
+            self.reconciler.register(raw)  # claims its target before its first tick
             self.scheduler.upsert(raw)
             if len(self.scheduler) > before:
                 self.kinds[kind] += 1
@@ -146,6 +201,7 @@ class Operator:
         async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             settings.posting.enabled = False  # our own Events, one per fact
             settings.watching.server_timeout = 300
+            await self.discover_account()
             self.watching = True
 
         @kopf.on.cleanup(registry=registry)

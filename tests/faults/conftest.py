@@ -1,0 +1,33 @@
+"""The fault suite uses the end-to-end fixtures (tests/e2e/conftest.py), re-exported here."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import (
+    api_client,
+    aws,
+    aws_env,
+    controlplane,
+    exporter_fixture,
+    kube,
+    kubectl,
+    moto_server,
+    namespace,
+    operator,
+    prometheus_server,
+    recorder,
+)
+
+__all__ = [
+    "api_client",
+    "aws",
+    "aws_env",
+    "controlplane",
+    "exporter_fixture",
+    "kube",
+    "kubectl",
+    "moto_server",
+    "namespace",
+    "operator",
+    "prometheus_server",
+    "recorder",
+]

@@ -8,6 +8,8 @@ our error translation see exactly what they would see from AWS.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -55,6 +57,8 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.faults: list[Fault] = []
+        self.frozen_until = 0.0
+        """time.monotonic() until which every request hangs (an endpoint that stopped answering)."""
         self.received: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
@@ -74,6 +78,13 @@ class FaultProxy:
     ) -> None:
         self.faults.append(Fault(operation, code, status, time.monotonic() + seconds, message))
 
+    def freeze(self, seconds: float) -> None:
+        """Stop answering for ``seconds``: requests hang, then go upstream as usual."""
+        self.frozen_until = time.monotonic() + seconds
+
+    def thaw(self) -> None:
+        self.frozen_until = 0.0
+
     def _active(self, operation: str) -> Fault | None:
         now = time.monotonic()
         for f in self.faults:
@@ -86,6 +97,8 @@ class FaultProxy:
         op = operation_of(request, body)
         self.received[op] += 1
         self.times.append((time.monotonic(), op))
+        while time.monotonic() < self.frozen_until:  # bounded by the freeze
+            await asyncio.sleep(0.05)
         fault = self._active(op)
         if fault is not None:
             self.answered[op] += 1
@@ -130,3 +143,22 @@ class FaultProxy:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+
+
+class ThreadedFaultProxy:
+    """A FaultProxy on its own event loop in a thread, for tests that are not async."""
+
+    def __init__(self, upstream: str) -> None:
+        self.proxy = FaultProxy(upstream)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> str:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop)
+        return future.result(timeout=10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.proxy.stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

@@ -6,6 +6,13 @@ and their metric and capacity reads batch into a handful of AWS calls, while
 the jitter keeps a fleet from hitting the API at the same millisecond. A new
 spec (a new generation) wakes its resource at once; status updates, which the
 operator writes itself, do not.
+
+A tick that raises never stops its resource's task, nor any other: it is
+logged and retried after ``error_delay`` seconds, doubling with every failure
+in a row up to ``max_error_delay`` (so a resource that fails for good costs a
+log line and a few calls every few minutes, not every 30 s), and back to the
+normal cadence after the first tick that succeeds. A new spec still wakes a
+failing resource at once.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ Tick = Callable[[Mapping[str, Any]], Awaitable[float]]
 
 MIN_DELAY = 1.0
 ERROR_DELAY = 30.0
+"""Seconds before the first retry of a tick that raised."""
+MAX_ERROR_DELAY = 300.0
+"""The retry delay doubles per failure in a row up to this."""
 
 
 class _Entry:
@@ -32,6 +42,8 @@ class _Entry:
         self.body = body
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.failures = 0
+        """Ticks in a row that raised."""
 
 
 def _generation(body: Mapping[str, Any]) -> Any:
@@ -47,8 +59,19 @@ class Scheduler:
         jitter: float = 0.2,
         on_forget: Callable[[str, Mapping[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        min_delay: float = MIN_DELAY,
+        error_delay: float = ERROR_DELAY,
+        max_error_delay: float = MAX_ERROR_DELAY,
     ) -> None:
+        if not 0 < error_delay <= max_error_delay:
+            raise ValueError(
+                f"need 0 < error_delay <= max_error_delay, got {error_delay}, {max_error_delay}"
+            )
+        if min_delay <= 0:
+            raise ValueError(f"min_delay must be > 0, got {min_delay}")
         self._tick, self._jitter, self._clock = tick, jitter, clock
+        self._min_delay = min_delay
+        self._error_delay, self._max_error_delay = error_delay, max_error_delay
         self._on_forget = on_forget
         self._entries: dict[str, _Entry] = {}
 
@@ -79,10 +102,16 @@ class Scheduler:
 
     def next_delay(self, interval: float) -> float:
         """Seconds to the next aligned tick, plus jitter."""
-        interval = max(MIN_DELAY, interval)
+        interval = max(self._min_delay, interval)
         now = self._clock()
         aligned = (int(now // interval) + 1) * interval - now
         return aligned + random.uniform(0, self._jitter)
+
+    def error_delay(self, failures: int) -> float:
+        """Seconds before retrying after ``failures`` failed ticks in a row (>= 1):
+        ``error_delay`` doubled per further failure, at most ``max_error_delay``."""
+        doublings = min(max(failures - 1, 0), 1000)  # 2.0**1000 is still a finite float
+        return min(self._error_delay * 2.0**doublings, self._max_error_delay)
 
     async def _run(self, uid: str, entry: _Entry) -> None:
         await asyncio.sleep(random.uniform(0, self._jitter))
@@ -93,9 +122,21 @@ class Scheduler:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug in one resource never stops the others
-                log.exception("tick failed for %s; retrying in %ss", uid, ERROR_DELAY)
-                interval = ERROR_DELAY
-            delay = self.next_delay(interval) if interval >= MIN_DELAY else MIN_DELAY
+                entry.failures += 1
+                retry = self.error_delay(entry.failures)
+                log.exception(
+                    "tick failed for %s (%d in a row); retrying in %ss",
+                    uid,
+                    entry.failures,
+                    retry,
+                )
+                # counted from the failure, not aligned to the wall clock, plus the jitter
+                delay = retry + random.uniform(0, self._jitter)
+            else:
+                entry.failures = 0
+                delay = (
+                    self.next_delay(interval) if interval >= self._min_delay else self._min_delay
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(entry.wake.wait(), timeout=delay)
 

@@ -445,6 +445,148 @@ CASES.append(
     )
 )
 
+# --- names and addresses that reach logs, Events and AWS calls (log injection) ---
+# A newline and a right-to-left override in a target name forged an ERROR line in the
+# text log (issue 10, finding 6): every name has a pattern now, the same on both sides.
+FORGED = "web\n2026-11-26T12:00:00.000Z ERROR   stackscaler: \u202eforged"
+_PATTERN = "does not match the pattern"
+CASES += [
+    Case(
+        "asg-name-log-injection",
+        _m("WebTier", ("spec.target.name", FORGED)),
+        "spec.target.name",
+        _PATTERN,
+    ),
+    # Python's `$` also matches before a final newline; RE2's (the API server's) does not
+    Case(
+        "asg-name-trailing-newline",
+        _m("WebTier", ("spec.target.name", "shop-web\n")),
+        "spec.target.name",
+        _PATTERN,
+    ),
+    Case(
+        "asg-name-colon",  # AWS: ASCII 33-126 but ':'
+        _m("WorkerPool", ("spec.target.name", "shop:workers")),
+        "spec.target.name",
+        _PATTERN,
+    ),
+    Case(
+        "deployment-name-not-dns",
+        _m("WebTier", ("spec.target", {"kind": "Deployment", "name": "Web_App"})),
+        "spec.target.name",
+        "a Deployment or StatefulSet name must be a DNS subdomain",
+    ),
+    Case(
+        "statefulset-name-not-dns",
+        _m("CachePool", ("spec.target", {"kind": "StatefulSet", "name": "Sessions"})),
+        "spec.target.name",
+        "a Deployment or StatefulSet name must be a DNS subdomain",
+    ),
+    Case(
+        "db-identifier-double-hyphen",  # AWS: a letter first, no '--', no trailing '-'
+        _m("ReadReplicaPool", ("spec.target.name", "shop--db")),
+        "spec.target.name",
+        _PATTERN,
+    ),
+    Case(
+        "db-cluster-identifier-bidi",
+        _m(
+            "ReadReplicaPool",
+            ("spec.target.kind", "DBCluster"),
+            ("spec.target.engine", DELETE),
+            ("spec.target.name", "analytics\u202e"),
+        ),
+        "spec.target.name",
+        _PATTERN,
+    ),
+    Case(
+        "replication-group-id-too-long",  # AWS: 1-40 characters
+        _m("CachePool", ("spec.target.name", "s" * 41)),
+        "spec.target.name",
+        "a replication group id has 1 to 40 letters, digits or hyphens",
+    ),
+    Case(
+        "replication-group-id-control",
+        _m("CachePool", ("spec.target.name", "shop-sessions\x1b[2J")),
+        "spec.target.name",
+        _PATTERN,
+    ),
+    Case(
+        "queue-name-newline",
+        _m("WorkerPool", ("spec.queue.name", "shop-jobs\nERROR")),
+        "spec.queue.name",
+        _PATTERN,
+    ),
+    Case(
+        "queue-url-bidi",
+        _m(
+            "WorkerPool",
+            ("spec.queue.name", DELETE),
+            ("spec.queue.region", DELETE),
+            ("spec.queue.url", "https://sqs.us-east-1.amazonaws.com/123456789012/jobs\u202e"),
+        ),
+        "spec.queue.url",
+        _PATTERN,
+    ),
+    Case(
+        "prometheus-address-nbsp",  # Python's \s is Unicode, RE2's ASCII: now one class
+        _m("WebTier", ("spec.metrics[1].prometheus.serverAddress", "http://p:9090/\u00a0x")),
+        "spec.metrics[1].prometheus.serverAddress",
+        _PATTERN,
+    ),
+    Case(
+        "cw-namespace-control",
+        _m("WebTier", ("spec.metrics[0].cloudWatch.namespace", "AWS/EC2\r")),
+        "spec.metrics[0].cloudWatch.namespace",
+        _PATTERN,
+    ),
+    Case(
+        "cw-metric-name-bidi",
+        _m("WebTier", ("spec.metrics[0].cloudWatch.metricName", "CPU\u2066Utilization")),
+        "spec.metrics[0].cloudWatch.metricName",
+        _PATTERN,
+    ),
+    Case(
+        "cw-dimension-name-colon",  # AWS: cannot start with ':'
+        _m("WebTier", ("spec.metrics[0].cloudWatch.dimensions[0].name", ":AutoScalingGroupName")),
+        "spec.metrics[0].cloudWatch.dimensions[0].name",
+        _PATTERN,
+    ),
+    Case(
+        "cw-dimension-value-injection",
+        _m("WebTier", ("spec.metrics[0].cloudWatch.dimensions[0].value", FORGED)),
+        "spec.metrics[0].cloudWatch.dimensions[0].value",
+        _PATTERN,
+    ),
+    Case(
+        "cw-dimension-value-blank",  # AWS: at least one non-whitespace character
+        _m("WebTier", ("spec.metrics[0].cloudWatch.dimensions[0].value", "   ")),
+        "spec.metrics[0].cloudWatch.dimensions[0].value",
+        _PATTERN,
+    ),
+    Case(
+        "role-arn-bidi",
+        _m("WebTier", ("spec.target.roleArn", "arn:aws:iam::123456789012:role/web\u202e")),
+        "spec.target.roleArn",
+        _PATTERN,
+    ),
+    Case(
+        "role-arn-bad-role-name",  # IAM: role names are [A-Za-z0-9_+=,.@-]{1,64}
+        _m("WebTier", ("spec.target.roleArn", "arn:aws:iam::123456789012:role/web tier")),
+        "spec.target.roleArn",
+        _PATTERN,
+    ),
+    Case(
+        "replica-tag-value-newline",
+        _m(
+            "ReadReplicaPool",
+            ("spec.target.replicaTemplate.tags", [{"key": "team", "value": "shop\nERROR"}]),
+        ),
+        "spec.target.replicaTemplate.tags[0].value",
+        _PATTERN,
+    ),
+]
+
 # Checks only the operator's model makes (the API server accepts these documents).
 OFFLINE_ONLY = {"bad-cron", "cron-wrong-fields", "bad-timezone", "overlapping-steps"}
 CASES = [Case(c.id, c.make, c.path, c.message, c.id in OFFLINE_ONLY) for c in CASES]

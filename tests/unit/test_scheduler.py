@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -48,7 +48,17 @@ async def test_ticks_repeat_and_spec_changes_wake_at_once() -> None:
     await s.close()
 
 
-async def test_a_failing_resource_does_not_stop_others_and_removal_cancels() -> None:
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait until ``condition`` holds: a bounded poll, never a timing assert."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def test_a_failing_resource_is_retried_does_not_stop_others_and_removal_cancels() -> None:
     calls: dict[str, int] = {"bad": 0, "good": 0}
     forgotten: list[str] = []
 
@@ -57,18 +67,75 @@ async def test_a_failing_resource_does_not_stop_others_and_removal_cancels() -> 
         calls[uid] += 1
         if uid == "bad":
             raise RuntimeError("bug in one resource")
-        return 3600.0
+        return 3600.0  # far away: only a wake-up brings the good one's next tick
 
-    s = Scheduler(tick, jitter=0.0, on_forget=lambda uid, body: forgotten.append(uid))
+    s = Scheduler(
+        tick,
+        jitter=0.0,
+        on_forget=lambda uid, body: forgotten.append(uid),
+        error_delay=0.001,
+        max_error_delay=0.002,
+    )
     s.upsert(_body("bad"))
     s.upsert(_body("good"))
-    await asyncio.sleep(0.05)
-    assert calls == {"bad": 1, "good": 1}
+    # the failing resource is retried, again and again (its task did not die) ...
+    await _until(lambda: calls["bad"] >= 5, "the failing resource to be retried")
+    # ... while the good one still ticks: a new spec wakes it at once, twice
+    await _until(lambda: calls["good"] == 1, "the good resource's first tick")
+    s.upsert(_body("good", generation=2))
+    await _until(lambda: calls["good"] == 2, "the good resource's second tick")
+    s.upsert(_body("good", generation=3))
+    await _until(lambda: calls["good"] == 3, "the good resource's third tick")
     assert len(s) == 2
     s.remove("good")
     assert forgotten == ["good"] and len(s) == 1
+    s.upsert(_body("good", generation=4))  # a new resource with the uid: not the old task
+    await _until(lambda: calls["good"] == 4, "the re-added resource's tick")
+    s.remove("bad")
+    retries = calls["bad"]
+    await asyncio.sleep(0.02)  # ten retry delays: a removed resource is not retried
+    assert calls["bad"] == retries
     await s.close()
     assert len(s) == 0
+
+
+def test_error_delay_doubles_up_to_the_cap() -> None:
+    s = Scheduler(lambda b: asyncio.sleep(0, 30.0), error_delay=30.0, max_error_delay=300.0)
+    assert [s.error_delay(n) for n in range(1, 7)] == [30.0, 60.0, 120.0, 240.0, 300.0, 300.0]
+    assert s.error_delay(10_000) == 300.0  # no overflow
+
+
+@pytest.mark.parametrize(("base", "cap"), [(0.0, 1.0), (-1.0, 1.0), (2.0, 1.0)])
+def test_error_delays_must_be_positive_and_ordered(base: float, cap: float) -> None:
+    with pytest.raises(ValueError, match="error_delay"):
+        Scheduler(lambda b: asyncio.sleep(0, 30.0), error_delay=base, max_error_delay=cap)
+
+
+async def test_repeated_failures_back_off_and_a_success_resets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The retry delay the loop picks doubles per failure in a row up to the cap and
+    starts over after a successful tick (read from its log: through the real loop,
+    without measuring time)."""
+    outcomes = iter(["fail"] * 4 + ["ok"] + ["fail"] * 2)
+    calls = 0
+
+    async def tick(body: Mapping[str, Any]) -> float:
+        nonlocal calls
+        calls += 1
+        outcome = next(outcomes, "done")
+        if outcome == "fail":
+            raise RuntimeError("AWS is down")
+        return 0.0 if outcome == "ok" else 3600.0  # ok: the next tick at once
+
+    s = Scheduler(tick, jitter=0.0, min_delay=0.001, error_delay=0.001, max_error_delay=0.004)
+    with caplog.at_level("ERROR", logger="stackscaler.scheduler"):
+        s.upsert(_body("a"))
+        await _until(lambda: calls == 8, "eight ticks")
+    await s.close()
+    delays = [r.args[-1] for r in caplog.records]  # type: ignore[index]
+    assert delays == [0.001, 0.002, 0.004, 0.004, 0.001, 0.002]
+    assert all(r.exc_info and "AWS is down" in str(r.exc_info[1]) for r in caplog.records)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from stackscaler.model.schema import (
     number,
     obj,
     only_when,
+    python_regex,
     rule,
     string,
 )
@@ -44,9 +45,36 @@ ELASTICACHE_MAX_REPLICAS = 5
 BACKLOG_METRIC = "backlog"
 """Name of WorkerPool's implicit SQS queue metric (reserved)."""
 
+# Patterns are read by the API server's Go regexp (RE2 syntax) and, through
+# schema.python_regex, by Python: RE2's \x{...} escapes and its end-of-text `$`
+# are translated there. Names reach logs, Events, status and AWS calls, so every
+# name has one: no controls, no bidi or other invisible characters (a newline and
+# a U+202E in a target name once forged a log line).
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$"
-ROLE_ARN_PATTERN = r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/.+$"
+ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/([!-~]+/)?[A-Za-z0-9_+=,.@-]{1,64}$"
+"""IAM: a path of printable ASCII between slashes, a role name of [A-Za-z0-9_+=,.@-]{1,64}."""
+_INVISIBLE = (
+    r"\x00-\x1f\x7f-\x9f\x{61c}\x{180e}\x{200b}-\x{200f}\x{2028}-\x{202e}"
+    r"\x{2060}-\x{206f}\x{feff}\x{fff9}-\x{fffb}\x{e0000}-\x{e007f}"
+)
+TEXT_PATTERN = rf"^[^{_INVISIBLE}]*$"
+"""Free text without controls (C0, DEL, C1), bidi controls, zero-width or tag characters."""
+ASG_NAME_PATTERN = r"^[!-9;-~]+$"
+"""EC2 Auto Scaling: any ASCII character 33 to 126 but the colon."""
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A Kubernetes object name (DNS-1123 subdomain), for Deployments and StatefulSets."""
+AWS_IDENTIFIER_PATTERN = r"^[A-Za-z](-?[A-Za-z0-9])*$"
+"""RDS instance and cluster identifiers, ElastiCache replication group ids, DB parameter
+group names: a letter first, then letters, digits and single hyphens, no hyphen last."""
+QUEUE_NAME_PATTERN = r"^([A-Za-z0-9_-]{1,75}[.]fifo|[A-Za-z0-9_-]{1,80})$"
+"""SQS: up to 80 letters, digits, '-' and '_', a FIFO queue's ending in .fifo."""
+URL_PATTERN = r"^https?://[!-~]+$"
+"""An http(s) URL: printable ASCII, no space (an international name is punycode)."""
+CLOUDWATCH_NAME_PATTERN = r"^([!-9;-~]| +[!-~])[ -~]*$"
+"""CloudWatch namespaces and dimension names: printable ASCII, not blank, no leading ':'."""
+CLOUDWATCH_VALUE_PATTERN = r"^ *[!-~][ -~]*$"
+"""CloudWatch dimension values: printable ASCII with at least one non-blank character."""
 
 
 # --------------------------------------------------------------------------
@@ -72,8 +100,28 @@ def _role_arn() -> JSON:
     )
 
 
-def _aws_name(what: str, max_length: int = 255) -> JSON:
-    return string(what, min_length=1, max_length=max_length)
+def _aws_name(what: str, max_length: int = 255, pattern: str = TEXT_PATTERN) -> JSON:
+    return string(what, pattern=pattern, min_length=1, max_length=max_length)
+
+
+_WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+def _workload_name_rule() -> Rule:
+    """A Deployment or StatefulSet target is named like any Kubernetes object."""
+    dns = python_regex(DNS_SUBDOMAIN_PATTERN)
+    return rule(
+        "!has(self.name) || !(self.kind in ['Deployment', 'StatefulSet']) || "
+        f"(size(self.name) <= 253 && self.name.matches('{DNS_SUBDOMAIN_PATTERN}'))",
+        "a Deployment or StatefulSet name must be a DNS subdomain: at most 253 lower-case "
+        "letters, digits, '-' and '.', starting and ending with a letter or digit",
+        lambda n: (
+            "name" not in n
+            or n["kind"] not in _WORKLOAD_KINDS
+            or (len(n["name"]) <= 253 and dns.search(n["name"]) is not None)
+        ),
+        field_path=".name",
+    )
 
 
 def _dimensions() -> JSON:
@@ -82,8 +130,11 @@ def _dimensions() -> JSON:
         obj(
             "One CloudWatch dimension.",
             {
-                "name": _aws_name("Dimension name, for example AutoScalingGroupName."),
-                "value": _aws_name("Dimension value.", 1024),
+                "name": _aws_name(
+                    "Dimension name, for example AutoScalingGroupName.",
+                    pattern=CLOUDWATCH_NAME_PATTERN,
+                ),
+                "value": _aws_name("Dimension value.", 1024, pattern=CLOUDWATCH_VALUE_PATTERN),
             },
             required=["name", "value"],
         ),
@@ -103,7 +154,10 @@ def _cloudwatch() -> JSON:
         "resource due in the same tick). Give namespace + metricName (+ dimensions, statistic), "
         "or a metric-math expression over named queries.",
         {
-            "namespace": _aws_name("Metric namespace, for example AWS/EC2 or AWS/ApplicationELB."),
+            "namespace": _aws_name(
+                "Metric namespace, for example AWS/EC2 or AWS/ApplicationELB.",
+                pattern=CLOUDWATCH_NAME_PATTERN,
+            ),
             "metricName": _aws_name("Metric name, for example CPUUtilization."),
             "dimensions": _dimensions(),
             "statistic": string(
@@ -129,7 +183,9 @@ def _cloudwatch() -> JSON:
                             pattern=r"^[a-z][a-zA-Z0-9_]*$",
                             max_length=255,
                         ),
-                        "namespace": _aws_name("Metric namespace."),
+                        "namespace": _aws_name(
+                            "Metric namespace.", pattern=CLOUDWATCH_NAME_PATTERN
+                        ),
                         "metricName": _aws_name("Metric name."),
                         "dimensions": _dimensions(),
                         "statistic": string(
@@ -196,7 +252,7 @@ def _prometheus() -> JSON:
         {
             "serverAddress": string(
                 "Base URL of the Prometheus server, for example http://prometheus.monitoring:9090.",
-                pattern=r"^https?://[^\s]+$",
+                pattern=URL_PATTERN,
                 max_length=2048,
             ),
             "query": string(
@@ -603,7 +659,11 @@ def _workload_or_asg_target() -> JSON:
             "kind": string(
                 "Kind of the target.", enum=["AutoScalingGroup", "Deployment", "StatefulSet"]
             ),
-            "name": _aws_name("Name of the Auto Scaling group or workload."),
+            "name": _aws_name(
+                "Name of the Auto Scaling group (ASCII 33-126 but ':') or of the workload "
+                "(a DNS subdomain).",
+                pattern=ASG_NAME_PATTERN,
+            ),
             "region": _region(),
             "roleArn": _role_arn(),
             "syncMinMax": boolean(
@@ -613,7 +673,10 @@ def _workload_or_asg_target() -> JSON:
             ),
         },
         required=["kind", "name"],
-        rules=[only_when(["AutoScalingGroup"], ["region", "roleArn", "syncMinMax"])],
+        rules=[
+            only_when(["AutoScalingGroup"], ["region", "roleArn", "syncMinMax"]),
+            _workload_name_rule(),
+        ],
     )
 
 
@@ -624,12 +687,12 @@ def _queue() -> JSON:
         {
             "url": string(
                 "Queue URL, for example https://sqs.us-east-1.amazonaws.com/123456789012/jobs.",
-                pattern=r"^https?://[^\s]+$",
+                pattern=URL_PATTERN,
                 max_length=2048,
             ),
             "name": string(
                 "Queue name (with region), instead of url.",
-                pattern=r"^[A-Za-z0-9_-]{1,75}(\.fifo)?$",
+                pattern=QUEUE_NAME_PATTERN,
                 max_length=80,
             ),
             "region": _region(),
@@ -714,10 +777,16 @@ def _replica_template() -> JSON:
             ),
             "availabilityZones": array(
                 "Spread new replicas round-robin over these zones.",
-                string("An availability zone, for example us-east-1a.", max_length=32),
+                string(
+                    "An availability zone, for example us-east-1a.",
+                    pattern=r"^[a-z0-9-]+$",
+                    max_length=32,
+                ),
                 max_items=10,
             ),
-            "parameterGroupName": _aws_name("DB parameter group of new replicas."),
+            "parameterGroupName": _aws_name(
+                "DB parameter group of new replicas.", pattern=AWS_IDENTIFIER_PATTERN
+            ),
             "promotionTier": integer(
                 "Aurora only: failover priority of new readers (0-15).", minimum=0, maximum=15
             ),
@@ -727,7 +796,7 @@ def _replica_template() -> JSON:
                     "One tag.",
                     {
                         "key": _aws_name("Tag key.", 128),
-                        "value": string("Tag value.", max_length=256),
+                        "value": string("Tag value.", pattern=TEXT_PATTERN, max_length=256),
                     },
                     required=["key", "value"],
                 ),
@@ -746,7 +815,10 @@ def _replica_target() -> JSON:
         {
             "kind": string("Kind of the target.", enum=["DBInstance", "DBCluster"]),
             "name": _aws_name(
-                "DB instance identifier of the source, or the cluster identifier.", 63
+                "DB instance identifier of the source, or the cluster identifier: a letter, "
+                "then letters, digits and single hyphens, no hyphen last.",
+                63,
+                pattern=AWS_IDENTIFIER_PATTERN,
             ),
             "engine": string(
                 "DBInstance only: engine family of the source; decides the replica limit "
@@ -771,13 +843,34 @@ def _replica_target() -> JSON:
     )
 
 
+def _replication_group_id_rule() -> Rule:
+    ident = python_regex(AWS_IDENTIFIER_PATTERN)
+    return rule(
+        "!has(self.name) || self.kind != 'ReplicationGroup' || "
+        f"(size(self.name) <= 40 && self.name.matches('{AWS_IDENTIFIER_PATTERN}'))",
+        "a replication group id has 1 to 40 letters, digits or hyphens: a letter first, "
+        "no two hyphens in a row and no hyphen last",
+        lambda n: (
+            "name" not in n
+            or n["kind"] != "ReplicationGroup"
+            or (len(n["name"]) <= 40 and ident.search(n["name"]) is not None)
+        ),
+        field_path=".name",
+    )
+
+
 def _cache_target() -> JSON:
     return obj(
         "What to scale: the replicas per shard of an ElastiCache (Redis OSS / Valkey) "
         "replication group, or a StatefulSet in the resource's namespace.",
         {
             "kind": string("Kind of the target.", enum=["ReplicationGroup", "StatefulSet"]),
-            "name": _aws_name("Replication group id or StatefulSet name.", 63),
+            "name": _aws_name(
+                "Replication group id (1 to 40 letters, digits or hyphens, a letter first) or "
+                "StatefulSet name (a DNS subdomain).",
+                63,
+                pattern=r"^[A-Za-z0-9]([-.A-Za-z0-9]*[A-Za-z0-9])?$",
+            ),
             "nodeGroupId": string(
                 "ReplicationGroup only: scale this shard only (default: every shard).",
                 pattern=r"^[0-9]{4}$",
@@ -786,7 +879,11 @@ def _cache_target() -> JSON:
             "roleArn": _role_arn(),
         },
         required=["kind", "name"],
-        rules=[only_when(["ReplicationGroup"], ["nodeGroupId", "region", "roleArn"])],
+        rules=[
+            only_when(["ReplicationGroup"], ["nodeGroupId", "region", "roleArn"]),
+            _replication_group_id_rule(),
+            _workload_name_rule(),
+        ],
     )
 
 

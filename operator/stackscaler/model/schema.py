@@ -11,8 +11,10 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 JSON = dict[str, Any]
@@ -239,6 +241,61 @@ def only_when(kinds: Sequence[str], fields: Sequence[str]) -> Rule:
         lambda n: n.get("kind") in allowed or not any(f in n for f in names),
         reason="FieldValueForbidden",
     )
+
+
+def python_pattern(pattern: str) -> str:
+    """An OpenAPI ``pattern`` as the API server reads it (Go regexp, RE2 syntax), spelt
+    for Python's :mod:`re`, so the offline validator accepts exactly what the server does.
+
+    * ``\\x{202e}`` (RE2 only) becomes ``\\U0000202e``;
+    * ``$`` outside a class becomes ``\\Z``, and ``\\z`` too: RE2's ``$`` matches at the
+      end of the text only, Python's also before a final newline (``^[a-z]+$`` would
+      take ``"web\\n"``);
+    * :func:`python_regex` compiles with ``re.ASCII``: ``\\d``, ``\\w``, ``\\s`` are ASCII
+      in RE2.
+
+    Only what the CRDs use is supported; ``tests/unit/test_patterns.py`` checks every
+    pattern against RE2 itself.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            nxt = pattern[i + 1 : i + 2]
+            if nxt == "x" and pattern[i + 2 : i + 3] == "{":
+                end = pattern.index("}", i)
+                out.append(f"\\U{int(pattern[i + 3 : end], 16):08x}")
+                i = end + 1
+                continue
+            out.append("\\Z" if nxt == "z" and not in_class else pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+            out.append(c)
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            # a ']' right after '[' or '[^' is a literal member, not the end
+            for lead in ("^", "]"):
+                if pattern[i + 1 : i + 2] == lead:
+                    out.append(lead)
+                    i += 1
+        elif c == "$":
+            out.append("\\Z")
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+@cache
+def python_regex(pattern: str) -> re.Pattern[str]:
+    """:func:`python_pattern` compiled (cached); use ``.search`` as OpenAPI does."""
+    return re.compile(python_pattern(pattern), re.ASCII)
 
 
 def iter_schemas(schema: Node, path: str = "") -> Iterable[tuple[str, Node]]:

@@ -17,15 +17,14 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from stackscaler import API_GROUP, API_VERSION
 from stackscaler.errors import FieldError
 from stackscaler.model.crds import KINDS, resource_schema
-from stackscaler.model.schema import JSON, RULE_CHECKS
+from stackscaler.model.schema import JSON, RULE_CHECKS, python_regex
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 
 
 def _type_name(value: Any) -> str:
@@ -203,14 +202,9 @@ class _Validator:
         if hi is not None and len(value) > hi:
             self.err(path, f"must be at most {hi} characters, got {len(value)}")
         pattern = schema.get("pattern")
-        if pattern is not None and not _compiled(pattern).search(value):
+        if pattern is not None and not python_regex(pattern).search(value):
             self.err(path, f"{_show(value)} does not match the pattern {pattern}")
         return value
-
-
-@cache
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
 
 
 def validate_value(

@@ -3,6 +3,15 @@
 JSON lines carry ``time`` (RFC 3339, UTC), ``level``, ``logger``, ``message``,
 every extra field passed with ``extra={...}`` (``resource``, ``kind``, ...)
 and ``exception`` (the formatted traceback) when there is one.
+
+Names and messages come from users and remote services, so neither format lets
+them forge a record or hide text (log injection). JSON escapes newlines and
+controls, and here also bidi, zero-width and other invisible characters
+(``\u202e``), losslessly: a reader decodes the exact value. Text passes the
+logger name, the message and the extras through :func:`stackscaler.text.safe_text`,
+so a record's first line is one line; the traceback that may follow keeps its
+lines, each escaped the same way and prefixed with ``"  | "``, so no line of it
+can read as a record of its own (records start with a timestamp).
 """
 
 from __future__ import annotations
@@ -10,9 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+
+from stackscaler.text import UNSAFE, safe_text
 
 LogFormat = Literal["json", "text"]
 
@@ -49,6 +61,14 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _json_escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a UTF-16 surrogate pair, as JSON spells characters beyond the BMP
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; the standard keys win over extras of the same name."""
 
@@ -67,26 +87,48 @@ class JsonFormatter(logging.Formatter):
             out["exception"] = record.exc_text
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, ensure_ascii=False, allow_nan=False)
+        # Other scripts stay readable (ensure_ascii=False); the invisible characters
+        # json.dumps leaves raw (bidi, zero-width, DEL, C1, U+2028, surrogates) can only
+        # be inside strings there, where a \\uXXXX escape means the same character.
+        line = json.dumps(out, ensure_ascii=False, allow_nan=False)
+        return line if line.isprintable() else UNSAFE.sub(_json_escape, line)
+
+
+CONTINUATION = "  | "
+"""Prefix of each traceback (and stack) line under a text record."""
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-11-26T12:00:00.000Z INFO    logger: message [kind=WebTier resource=ns/name]``."""
+    """``2026-11-26T12:00:00.000Z INFO    logger: message [kind=WebTier resource=ns/name]``.
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    The first line is always one line: the logger name, the message and the extras
+    are passed through :func:`~stackscaler.text.safe_text`. A traceback or stack
+    follows on lines prefixed with :data:`CONTINUATION`, each escaped the same way.
+    """
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _rfc3339(record.created)
 
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        # the traceback, if any, is appended after this by format()
-        text = super().formatMessage(record)
+    def format(self, record: logging.LogRecord) -> str:
+        head = (
+            f"{self.formatTime(record)} {safe_text(record.levelname):<7} "
+            f"{safe_text(record.name)}: {safe_text(record.getMessage())}"
+        )
         extras = _extras(record)
-        if not extras:
-            return text
-        fields = " ".join(f"{k}={v}" for k, v in sorted(extras.items()))
-        return f"{text} [{fields}]"
+        if extras:
+            fields = " ".join(
+                f"{safe_text(k)}={safe_text(str(v))}" for k, v in sorted(extras.items())
+            )
+            head = f"{head} [{fields}]"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        tail = [record.exc_text] if record.exc_text else []
+        if record.stack_info:
+            tail.append(self.formatStack(record.stack_info))
+        if not tail:
+            return head
+        lines = "\n".join(tail).split("\n")
+        return head + "".join(f"\n{CONTINUATION}{safe_text(line)}" for line in lines)
 
 
 class _Handler(logging.StreamHandler[TextIO]):

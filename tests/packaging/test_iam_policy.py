@@ -19,6 +19,11 @@ run) and collects every AWS operation the code can reach:
 Whatever the scanner cannot resolve statically is a failure, not a skip: an
 AWS call whose operation is computed at run time would escape the check.
 
+Two exceptions, each listed with its reason: DEPENDENT_ACTIONS are authorized
+by AWS for a call the code makes (``sts:TagSession`` for the session tags of
+``sts:AssumeRole``), NO_PERMISSION_NEEDED are called but need no grant
+(``sts:GetCallerIdentity``).
+
 IAM action names: for the six services used here, every IAM action is named
 after its API operation under the service prefix (``rds:CreateDBInstanceReadReplica``
 for ``CreateDBInstanceReadReplica``), as the Service Authorization Reference
@@ -41,6 +46,7 @@ import botocore.session
 from botocore import xform_name
 
 from stackscaler.actuators.rds_replicas import OWNER_TAG, OWNER_UID_TAG
+from stackscaler.aws import RoleRef, default_assume_role_params
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "stackscaler"
@@ -63,6 +69,17 @@ DEPENDENT_ACTIONS: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"rds:CreateDBInstanceReadReplica", "rds:CreateDBInstance"}),
         "RDS authorizes the Tags of a create call as rds:AddTagsToResource (tag-on-create)",
     ),
+    "sts:TagSession": (
+        frozenset({"sts:AssumeRole"}),
+        "STS authorizes the session Tags of an AssumeRole call (stackscaler always sends "
+        "the namespace tag) as sts:TagSession",
+    ),
+}
+
+NO_PERMISSION_NEEDED: dict[str, str] = {
+    # action the code calls -> why no policy has to grant it
+    "sts:GetCallerIdentity": "STS answers it for every identity, even under an explicit Deny "
+    "(GetCallerIdentity in the STS API Reference: no permissions are required)",
 }
 
 EXCLUDED: dict[str, str] = {
@@ -437,7 +454,7 @@ def granted_actions(policy: Mapping[str, Any]) -> set[str]:
 
 def expected_actions(called: Iterable[str]) -> set[str]:
     called = set(called)
-    return called | {
+    return (called - NO_PERMISSION_NEEDED.keys()) | {
         action for action, (needed_by, _) in DEPENDENT_ACTIONS.items() if needed_by & called
     }
 
@@ -528,6 +545,15 @@ def test_replica_ownership_conditions_use_the_tags_the_actuator_writes() -> None
         assert f"aws:RequestTag/{OWNER_UID_TAG}" in condition_keys(statement)
     [delete] = statements_for(policy, "rds:DeleteDBInstance")
     assert f"aws:ResourceTag/{OWNER_UID_TAG}" in condition_keys(delete)
+
+
+def test_assume_role_and_tag_session_are_granted_on_the_same_roles() -> None:
+    """The default AssumeRole carries session tags: without sts:TagSession it is denied."""
+    tags = default_assume_role_params(RoleRef("arn:aws:iam::123456789012:role/r", "ns"))["Tags"]
+    assert tags, "the default AssumeRole sends no session tags: sts:TagSession is not needed"
+    [statement] = statements_for(_policy(), "sts:AssumeRole")
+    assert set(_as_list(statement["Action"])) == {"sts:AssumeRole", "sts:TagSession"}
+    assert statement["Resource"] != "*"
 
 
 def test_asg_writes_need_the_documented_managed_tag() -> None:

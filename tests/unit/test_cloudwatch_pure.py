@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stackscaler.aws import AwsCaller, AwsSettings
+from stackscaler.aws import AwsCaller, AwsSettings, RoleRef
 from stackscaler.errors import (
     AccessDenied,
     MetricStale,
@@ -373,7 +373,7 @@ class ScriptedCaller(AwsCaller):
         operation: str,
         *,
         region: str | None,
-        role_arn: str | None = None,
+        role: RoleRef | None = None,
         resource: str,
         **params: Any,
     ) -> dict[str, Any]:

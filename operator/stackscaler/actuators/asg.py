@@ -1,9 +1,10 @@
 """EC2 Auto Scaling groups: observe in batches, set the desired capacity.
 
 Every resource due in the same tick asks for its own group; the asks are
-coalesced per (region, role) into DescribeAutoScalingGroups calls of up to
-100 names each (MaxRecords 100, NextToken followed), and each resource gets
-its own group's capacity back, or TargetNotFound when the group is missing.
+coalesced per (region, role assumed for a namespace) into
+DescribeAutoScalingGroups calls of up to 100 names each (MaxRecords 100,
+NextToken followed), and each resource gets its own group's capacity back,
+or TargetNotFound when the group is missing.
 
 ``current`` is the group's DesiredCapacity: what has been ordered, so an
 instance that is still launching is never ordered twice. ``apply`` sends one
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stackscaler.actuators.base import ApplyResult, Capacity
-from stackscaler.aws.clients import AwsCaller
+from stackscaler.aws.clients import AwsCaller, RoleRef
 from stackscaler.batching import Coalescer
 from stackscaler.errors import PermanentError, TargetNotFound
 from stackscaler.model.spec import AutoScalingGroupTarget, Resource
@@ -29,8 +30,10 @@ from stackscaler.model.spec import AutoScalingGroupTarget, Resource
 DESCRIBE_BATCH = 100
 """Names per DescribeAutoScalingGroups call (its MaxRecords limit)."""
 
-BatchKey = tuple[str, str | None]
-"""(region, role ARN): the groups one set of credentials describes together."""
+BatchKey = tuple[str, RoleRef | None]
+"""(region, role): the groups one set of credentials describes together.
+
+A role assumed for two namespaces is two sessions: never one call."""
 
 
 def group_capacity(group: Mapping[str, Any]) -> Capacity:
@@ -94,16 +97,17 @@ class AsgActuator:
     async def observe(self, resource: Resource) -> Capacity:
         target = _target(resource)
         region = self._caller.clients.region(target.region)
-        return await self._batches.submit((region, target.role_arn), target.name)
+        role = RoleRef.of(target.role_arn, resource.namespace)
+        return await self._batches.submit((region, role), target.name)
 
     async def _describe(
         self, key: BatchKey, names: Sequence[str]
     ) -> list[Capacity | BaseException]:
-        region, role_arn = key
+        region, role = key
         unique = list(dict.fromkeys(names))
         chunks = [unique[i : i + DESCRIBE_BATCH] for i in range(0, len(unique), DESCRIBE_BATCH)]
         outcomes = await asyncio.gather(
-            *(self._describe_chunk(region, role_arn, chunk) for chunk in chunks),
+            *(self._describe_chunk(region, role, chunk) for chunk in chunks),
             return_exceptions=True,
         )
         found: dict[str, Capacity | BaseException] = {}
@@ -116,12 +120,12 @@ class AsgActuator:
                 else:
                     found[name] = TargetNotFound(
                         f"Auto Scaling group {name} does not exist in {region}"
-                        + (f" (as {role_arn})" if role_arn else "")
+                        + (f" (as {role})" if role else "")
                     )
         return [found[name] for name in names]
 
     async def _describe_chunk(
-        self, region: str, role_arn: str | None, names: list[str]
+        self, region: str, role: RoleRef | None, names: list[str]
     ) -> dict[str, Mapping[str, Any]]:
         groups: dict[str, Mapping[str, Any]] = {}
         token: str | None = None
@@ -133,7 +137,7 @@ class AsgActuator:
                 "autoscaling",
                 "DescribeAutoScalingGroups",
                 region=region,
-                role_arn=role_arn,
+                role=role,
                 resource=_names(names),
                 **params,
             )
@@ -145,6 +149,7 @@ class AsgActuator:
 
     async def apply(self, resource: Resource, desired: int, observed: Capacity) -> ApplyResult:
         target = _target(resource)
+        role = RoleRef.of(target.role_arn, resource.namespace)
         where = f"Auto Scaling group {target.name}"
         if observed.busy:
             return ApplyResult(
@@ -164,7 +169,7 @@ class AsgActuator:
                     "autoscaling",
                     "UpdateAutoScalingGroup",
                     region=target.region,
-                    role_arn=target.role_arn,
+                    role=role,
                     resource=where,
                     AutoScalingGroupName=target.name,
                     MinSize=lo,
@@ -186,7 +191,7 @@ class AsgActuator:
                 "autoscaling",
                 "SetDesiredCapacity",
                 region=target.region,
-                role_arn=target.role_arn,
+                role=role,
                 resource=where,
                 AutoScalingGroupName=target.name,
                 DesiredCapacity=requested,

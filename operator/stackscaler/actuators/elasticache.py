@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stackscaler.actuators.base import ApplyResult, Capacity
-from stackscaler.aws.clients import AwsCaller
+from stackscaler.aws.clients import AwsCaller, RoleRef
 from stackscaler.errors import PermanentError, TargetNotFound
 from stackscaler.model.crds import ELASTICACHE_MAX_REPLICAS
 from stackscaler.model.spec import ReplicationGroupTarget, Resource
@@ -142,12 +142,13 @@ class ElastiCacheActuator:
         self._caller = caller
         self._observed: OrderedDict[str, tuple[Capacity, GroupState]] = OrderedDict()
 
-    async def _read(self, target: ReplicationGroupTarget) -> GroupState:
+    async def _read(self, resource: Resource) -> GroupState:
+        target = _target(resource)
         out = await self._caller.call(
             "elasticache",
             "DescribeReplicationGroups",
             region=target.region,
-            role_arn=target.role_arn,
+            role=RoleRef.of(target.role_arn, resource.namespace),
             resource=f"replication group {target.name}",
             ReplicationGroupId=target.name,
         )
@@ -158,7 +159,7 @@ class ElastiCacheActuator:
 
     async def observe(self, resource: Resource) -> Capacity:
         target = _target(resource)
-        state = await self._read(target)
+        state = await self._read(resource)
         capacity = state.capacity(target.node_group_id)
         self._observed[resource.key] = (capacity, state)
         self._observed.move_to_end(resource.key)
@@ -174,7 +175,7 @@ class ElastiCacheActuator:
         if remembered is not None and remembered[0] == observed:
             state = remembered[1]
         else:  # not the observation observe() made: read the group now
-            state = await self._read(target)
+            state = await self._read(resource)
             if state.busy:
                 return ApplyResult(observed.current, False, detail=state.busy)
         lo, hi = state.minimum, ELASTICACHE_MAX_REPLICAS
@@ -206,7 +207,7 @@ class ElastiCacheActuator:
             "elasticache",
             operation,
             region=target.region,
-            role_arn=target.role_arn,
+            role=RoleRef.of(target.role_arn, resource.namespace),
             resource=f"replication group {target.name}",
             **params,
         )

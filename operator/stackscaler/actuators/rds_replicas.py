@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stackscaler.actuators.base import ApplyResult, Capacity
-from stackscaler.aws.clients import AwsCaller
+from stackscaler.aws.clients import AwsCaller, RoleRef
 from stackscaler.errors import PermanentError
 from stackscaler.model.crds import RDS_MAX_REPLICAS, RDS_MAX_REPLICAS_COMMERCIAL
 from stackscaler.model.spec import (
@@ -265,8 +265,9 @@ class _ReplicaActuator:
     # --- shared -----------------------------------------------------------------
 
     async def _instances(
-        self, target: DBInstanceTarget | DBClusterTarget, where: str, filters: list[dict[str, Any]]
+        self, resource: Resource, where: str, filters: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
+        target = self._target(resource)
         found: list[dict[str, Any]] = []
         marker: str | None = None
         while True:
@@ -277,7 +278,7 @@ class _ReplicaActuator:
                 "rds",
                 "DescribeDBInstances",
                 region=target.region,
-                role_arn=target.role_arn,
+                role=RoleRef.of(target.role_arn, resource.namespace),
                 resource=where,
                 **params,
             )
@@ -429,7 +430,7 @@ class RdsReplicaActuator(_ReplicaActuator):
             "rds",
             "DescribeDBInstances",
             region=target.region,
-            role_arn=target.role_arn,
+            role=RoleRef.of(target.role_arn, resource.namespace),
             resource=where,
             DBInstanceIdentifier=target.name,
         )
@@ -457,7 +458,7 @@ class RdsReplicaActuator(_ReplicaActuator):
             [
                 Member.from_api(d)
                 for d in await self._instances(
-                    target,
+                    resource,
                     f"read replicas of {where}",
                     [{"Name": "db-instance-id", "Values": here}],
                 )
@@ -500,7 +501,7 @@ class RdsReplicaActuator(_ReplicaActuator):
             "rds",
             "CreateDBInstanceReadReplica",
             region=target.region,
-            role_arn=target.role_arn,
+            role=RoleRef.of(target.role_arn, resource.namespace),
             resource=f"read replica {identifier} of DB instance {fleet.source}",
             **params,
         )
@@ -511,7 +512,7 @@ class RdsReplicaActuator(_ReplicaActuator):
             "rds",
             "DeleteDBInstance",
             region=target.region,
-            role_arn=target.role_arn,
+            role=RoleRef.of(target.role_arn, resource.namespace),
             resource=f"read replica {member.identifier} of DB instance {target.name}",
             DBInstanceIdentifier=member.identifier,
             SkipFinalSnapshot=True,  # required for read replicas
@@ -539,7 +540,7 @@ class AuroraReaderActuator(_ReplicaActuator):
             "rds",
             "DescribeDBClusters",
             region=target.region,
-            role_arn=target.role_arn,
+            role=RoleRef.of(target.role_arn, resource.namespace),
             resource=where,
             DBClusterIdentifier=target.name,
         )
@@ -550,7 +551,7 @@ class AuroraReaderActuator(_ReplicaActuator):
             if m.get("IsClusterWriter")
         )
         instances = await self._instances(
-            target, f"instances of {where}", [{"Name": "db-cluster-id", "Values": [target.name]}]
+            resource, f"instances of {where}", [{"Name": "db-cluster-id", "Values": [target.name]}]
         )
         writer_class = next(
             (i.get("DBInstanceClass") for i in instances if i["DBInstanceIdentifier"] in writers),
@@ -606,7 +607,7 @@ class AuroraReaderActuator(_ReplicaActuator):
             "rds",
             "CreateDBInstance",
             region=target.region,
-            role_arn=target.role_arn,
+            role=RoleRef.of(target.role_arn, resource.namespace),
             resource=f"reader {identifier} of DB cluster {fleet.source}",
             **params,
         )
@@ -618,7 +619,7 @@ class AuroraReaderActuator(_ReplicaActuator):
             "rds",
             "DeleteDBInstance",
             region=target.region,
-            role_arn=target.role_arn,
+            role=RoleRef.of(target.role_arn, resource.namespace),
             resource=f"reader {member.identifier} of DB cluster {target.name}",
             DBInstanceIdentifier=member.identifier,
         )

@@ -1,6 +1,21 @@
 """AWS plumbing: cached clients, retries, rate limits, error translation."""
 
-from stackscaler.aws.clients import AwsCaller, AwsSettings
+from stackscaler.aws.clients import (
+    AssumeRoleParams,
+    AwsCaller,
+    AwsSettings,
+    RoleRef,
+    default_assume_role_params,
+)
 from stackscaler.aws.ratelimit import RateLimit, RateLimiters, TokenBucket
 
-__all__ = ["AwsCaller", "AwsSettings", "RateLimit", "RateLimiters", "TokenBucket"]
+__all__ = [
+    "AssumeRoleParams",
+    "AwsCaller",
+    "AwsSettings",
+    "RateLimit",
+    "RateLimiters",
+    "RoleRef",
+    "TokenBucket",
+    "default_assume_role_params",
+]

@@ -2,7 +2,12 @@
 
 * Credentials come from the default chain (environment, IRSA web identity,
   EKS Pod Identity, instance profile), or, for a resource with ``roleArn``,
-  from STS AssumeRole on top of it, refreshed before they expire.
+  from STS AssumeRole on top of it, refreshed before they expire. A role is
+  a :class:`RoleRef`, the ARN and the namespace it is assumed for: each
+  namespace gets its own session, session name and session tags, and the
+  AssumeRole arguments come from an ``assume_role_params`` callable
+  (ExternalId per namespace, for example). At most ``max_sessions`` sessions
+  are cached, least recently used evicted.
 * botocore retries in ``standard`` mode with a bounded number of attempts;
   every attempt (retries included) takes a token from the (service, region)
   bucket first, so retries stay inside the rate limit.
@@ -13,11 +18,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import re
 import threading
-from collections import Counter
-from collections.abc import Callable
+import unicodedata
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +40,7 @@ from botocore.credentials import RefreshableCredentials
 from stackscaler import __version__
 from stackscaler.aws.errors import translate
 from stackscaler.aws.ratelimit import RateLimit, RateLimiters
-from stackscaler.errors import PermanentError
+from stackscaler.errors import AccessDenied, PermanentError, StackscalerError
 
 CallHook = Callable[[str, str, str], None]
 """(service, operation, outcome) -> None; outcome is ok, throttled, denied, error."""
@@ -50,21 +59,116 @@ class AwsSettings:
     max_workers: int = 8
     limits: dict[str, RateLimit] = field(default_factory=dict)
     session_name: str = "stackscaler"
+    """Prefix of the default RoleSessionName: ``<session_name>-<namespace>``."""
+    max_sessions: int = 256
+    """Assumed-role sessions cached at most (per role ARN and namespace), LRU evicted."""
 
     @classmethod
     def from_env(cls) -> AwsSettings:
+        max_sessions = os.environ.get("STACKSCALER_AWS_MAX_SESSIONS")
         return cls(
             default_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             endpoint_url=os.environ.get("STACKSCALER_AWS_ENDPOINT_URL") or None,
+            max_sessions=int(max_sessions) if max_sessions else cls.max_sessions,
         )
 
 
+@dataclass(frozen=True)
+class RoleRef:
+    """A role assumed on behalf of one namespace.
+
+    Sessions are cached per RoleRef, not per ARN: a role granted to two
+    namespaces gets two sessions, each with its own session name, session
+    tags and ExternalId, so the role's trust policy can tell them apart.
+    """
+
+    arn: str
+    namespace: str
+
+    @classmethod
+    def of(cls, arn: str | None, namespace: str | None) -> RoleRef | None:
+        """The role a resource in ``namespace`` (None: ``default``) names, or None without one."""
+        return cls(arn, namespace or "default") if arn else None
+
+    def __str__(self) -> str:
+        return f"{self.arn} for namespace {self.namespace}"
+
+
+_ClientKey = tuple[str, str, RoleRef | None]
+"""(service, region, role): one boto3 client each."""
+
+AssumeRoleParams = Callable[[RoleRef], Mapping[str, Any]]
+"""Extra AssumeRole keyword arguments for a role (ExternalId, Tags, RoleSessionName, ...)."""
+
+NAMESPACE_TAG = "stackscaler:namespace"
+"""The session tag naming the namespace a session acts for."""
+_SESSION_NAME_MAX = 64
+_TAG_VALUE_MAX = 256
+_TAG_VALUE_EXTRA = frozenset("_.:/=+-@")
+
+
+def session_name(namespace: str, prefix: str = "stackscaler") -> str:
+    """``<prefix>-<namespace>`` within AWS's RoleSessionName rules: [\\w+=,.@-], 2 to 64 chars.
+
+    A name cut to 64 characters ends in a hash of the whole, so two long
+    namespaces never share a session name.
+    """
+    whole = f"{prefix}-{namespace}"
+    name = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", whole)
+    if len(name) > _SESSION_NAME_MAX:
+        digest = hashlib.sha256(whole.encode()).hexdigest()[:8]
+        name = f"{name[: _SESSION_NAME_MAX - 9]}-{digest}"
+    return name if len(name) >= 2 else name.ljust(2, "-")
+
+
+def tag_value(value: str) -> str:
+    """``value`` within AWS's session tag value rules: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@], 256 chars."""
+    return "".join(
+        c if unicodedata.category(c)[0] in "LNZ" or c in _TAG_VALUE_EXTRA else "_" for c in value
+    )[:_TAG_VALUE_MAX]
+
+
+def default_assume_role_params(role: RoleRef, *, prefix: str = "stackscaler") -> dict[str, Any]:
+    """What every AssumeRole carries unless the operator's callable says otherwise."""
+    return {
+        "RoleSessionName": session_name(role.namespace, prefix),
+        "Tags": [{"Key": NAMESPACE_TAG, "Value": tag_value(role.namespace)}],
+    }
+
+
+@dataclass
+class _Assumed:
+    """A cached assumed-role session and the keys of the clients made from it."""
+
+    session: botocore.session.Session
+    clients: set[_ClientKey] = field(default_factory=set)
+    creating: threading.Lock = field(default_factory=threading.Lock)
+    """Held while a client is made from ``session`` (botocore sessions are not thread-safe)."""
+
+
 class ClientCache:
-    """boto3 clients per (service, region, role ARN); thread-safe."""
+    """boto3 clients per (service, region, RoleRef); thread-safe, never deadlocks.
+
+    ``_lock`` guards the dictionaries and counters only and is never held
+    while a session or client is made or STS is called: each client and each
+    assumed-role session is made under a lock of its own key (checked again
+    once that lock is held), so one slow or failing AssumeRole delays only
+    the callers of that role. Credential refresh calls STS through ``get``
+    like any other caller. At most ``settings.max_sessions`` assumed-role
+    sessions are kept; the least recently used one goes, with its clients.
+    A failed AssumeRole caches nothing: the next call tries again.
+    """
 
     def __init__(
-        self, settings: AwsSettings, limiters: RateLimiters, hook: CallHook | None = None
+        self,
+        settings: AwsSettings,
+        limiters: RateLimiters,
+        hook: CallHook | None = None,
+        *,
+        assume_role_params: AssumeRoleParams | None = None,
     ) -> None:
+        if settings.max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
         self.settings = settings
         self.limiters = limiters
         self.calls: Counter[tuple[str, str]] = Counter()
@@ -72,8 +176,14 @@ class ClientCache:
         self.attempts: Counter[tuple[str, str]] = Counter()
         """HTTP attempts sent, retries included."""
         self._hook = hook
-        self._clients: dict[tuple[str, str, str | None], Any] = {}
-        self._sessions: dict[str | None, boto3.Session] = {}
+        self._assume_role_params = assume_role_params
+        self._clients: dict[_ClientKey, Any] = {}
+        self._default: _Assumed | None = None
+        """The default credential chain (no role); its data loader is shared by every session."""
+        self._sessions: OrderedDict[RoleRef, _Assumed] = OrderedDict()
+        """Assumed-role sessions, least recently used first."""
+        self._making: dict[_ClientKey | RoleRef, threading.Lock] = {}
+        """One lock per client or session being made."""
         self._lock = threading.Lock()
 
     def region(self, region: str | None) -> str:
@@ -84,41 +194,154 @@ class ClientCache:
             )
         return resolved
 
-    def _session(self, role_arn: str | None) -> boto3.Session:
-        session = self._sessions.get(role_arn)
-        if session is None:
-            session = boto3.Session() if role_arn is None else self._assumed(role_arn)
-            self._sessions[role_arn] = session
-        return session
+    @property
+    def roles(self) -> list[RoleRef]:
+        """The roles with a cached session, least recently used first."""
+        with self._lock:
+            return list(self._sessions)
 
-    def _assumed(self, role_arn: str) -> boto3.Session:
+    def assume_role_request(self, role: RoleRef) -> dict[str, Any]:
+        """The AssumeRole arguments for ``role``: defaults, then the callable's keys over them.
+
+        RoleArn is always ``role.arn``: the cache key and the assumed role never differ.
+        """
+        params: dict[str, Any] = {
+            "DurationSeconds": 3600,
+            **default_assume_role_params(role, prefix=self.settings.session_name),
+        }
+        if self._assume_role_params is not None:
+            params.update(self._assume_role_params(role))
+        params["RoleArn"] = role.arn
+        return params
+
+    @contextmanager
+    def _making_of(self, key: _ClientKey | RoleRef) -> Iterator[None]:
+        """Hold the lock of one key being made (never the cache lock)."""
+        with self._lock:
+            lock = self._making.setdefault(key, threading.Lock())
+        with lock:
+            try:
+                yield
+            finally:
+                with self._lock:
+                    if self._making.get(key) is lock:
+                        del self._making[key]
+
+    def _default_session(self) -> _Assumed:
+        with self._lock:
+            if self._default is not None:
+                return self._default
+        session = botocore.session.get_session()
+        with self._lock:
+            if self._default is None:
+                self._default = _Assumed(session)
+            return self._default
+
+    def _cached_session(self, role: RoleRef) -> _Assumed | None:
+        with self._lock:
+            entry = self._sessions.get(role)
+            if entry is not None:
+                self._sessions.move_to_end(role)
+            return entry
+
+    def _session(self, role: RoleRef, region: str) -> _Assumed:
+        entry = self._cached_session(role)
+        if entry is not None:
+            return entry
+        with self._making_of(role):
+            entry = self._cached_session(role)
+            if entry is not None:
+                return entry
+            session = self._assume(role, region)  # no cache lock held: it calls STS
+            with self._lock:
+                entry = self._sessions.setdefault(role, _Assumed(session))
+                self._sessions.move_to_end(role)
+                while len(self._sessions) > self.settings.max_sessions:
+                    _, evicted = self._sessions.popitem(last=False)
+                    for key in evicted.clients:
+                        self._clients.pop(key, None)
+            return entry
+
+    def _assume(self, role: RoleRef, region: str) -> botocore.session.Session:
+        sts_region = self.settings.default_region or region
+
         def fetch() -> dict[str, str]:
-            sts = self.get("sts", self.region(None), None)
-            creds = sts.assume_role(
-                RoleArn=role_arn, RoleSessionName=self.settings.session_name, DurationSeconds=3600
-            )["Credentials"]
+            # Runs at first use and again from botocore's credential refresh, inside
+            # another call of this role: it takes no lock but the STS client's own.
+            sts = self.get("sts", sts_region, None)
+            params = self.assume_role_request(role)
+            try:
+                creds = sts.assume_role(**params)["Credentials"]
+            except Exception as exc:
+                raise self._assume_failed(exc, role, sts_region) from exc
+            if self._hook is not None:
+                self._hook("sts", "AssumeRole", "ok")
+            expiration = creds["Expiration"]
             return {
                 "access_key": creds["AccessKeyId"],
                 "secret_key": creds["SecretAccessKey"],
                 "token": creds["SessionToken"],
-                "expiry_time": creds["Expiration"].isoformat()
-                if isinstance(creds["Expiration"], datetime)
+                "expiry_time": expiration.isoformat()
+                if isinstance(expiration, datetime)
                 else (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
             }
 
         refreshable = RefreshableCredentials.create_from_metadata(
             metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
         )
-        core = botocore.session.get_session()
-        core._credentials = refreshable  # the documented way to plug refreshable credentials
-        return boto3.Session(botocore_session=core)
+        session = botocore.session.Session()
+        session._credentials = refreshable  # the documented way to plug refreshable credentials
+        # One data loader for every session: each would otherwise load and keep its own
+        # copy of the service models (about 14 MB a session for three services). Plain
+        # botocore sessions: boto3.Session would add a search path to the shared loader
+        # each time.
+        session.register_component(
+            "data_loader", self._default_session().session.get_component("data_loader")
+        )
+        return session
 
-    def get(self, service: str, region: str, role_arn: str | None) -> Any:
-        key = (service, region, role_arn)
+    def _assume_failed(self, exc: Exception, role: RoleRef, region: str) -> StackscalerError:
+        err = translate(
+            exc,
+            service="sts",
+            operation="AssumeRole",
+            resource=f"role {role.arn} (for namespace {role.namespace})",
+            region=region,
+        )
+        if isinstance(err, AccessDenied):
+            err = AccessDenied(
+                f"{err}; the role's trust policy must also allow the operator's role "
+                "sts:AssumeRole and sts:TagSession with the ExternalId and session tags "
+                "stackscaler sends for this namespace"
+            )
+        if self._hook is not None:
+            self._hook("sts", "AssumeRole", _outcome(err))
+        return err
+
+    def get(self, service: str, region: str, role: RoleRef | None) -> Any:
+        key: _ClientKey = (service, region, role)
         with self._lock:
             client = self._clients.get(key)
             if client is not None:
+                if role is not None and role in self._sessions:
+                    self._sessions.move_to_end(role)
                 return client
+        with self._making_of(key):
+            with self._lock:
+                client = self._clients.get(key)
+                if client is not None:
+                    return client
+            entry = self._default_session() if role is None else self._session(role, region)
+            with entry.creating:  # no cache lock held; making a client never calls STS
+                client = self._client(entry.session, service, region)
+            with self._lock:
+                if role is not None:
+                    if self._sessions.get(role) is not entry:
+                        return client  # evicted meanwhile: use it once, cache nothing
+                    entry.clients.add(key)
+                return self._clients.setdefault(key, client)
+
+    def _client(self, session: botocore.session.Session, service: str, region: str) -> Any:
         s = self.settings
         config = Config(
             region_name=region,
@@ -128,9 +351,7 @@ class ClientCache:
             max_pool_connections=s.max_workers,
             user_agent_extra=f"stackscaler/{__version__}",
         )
-        with self._lock:
-            session = self._session(role_arn)
-        client = session.client(service, config=config, endpoint_url=s.endpoint_url)
+        client = session.create_client(service, config=config, endpoint_url=s.endpoint_url)
         bucket = self.limiters.bucket(service, region)
 
         def before_send(**_: Any) -> None:
@@ -147,8 +368,7 @@ class ClientCache:
         client.meta.events.register("before-send", before_send)
         client.meta.events.register("before-send", count_attempt)
         client.meta.events.register("before-call", before_call)
-        with self._lock:
-            return self._clients.setdefault(key, client)
+        return client
 
 
 class AwsCaller:
@@ -160,10 +380,14 @@ class AwsCaller:
         *,
         limiters: RateLimiters | None = None,
         hook: CallHook | None = None,
+        assume_role_params: AssumeRoleParams | None = None,
     ) -> None:
         self.settings = settings or AwsSettings.from_env()
         self.clients = ClientCache(
-            self.settings, limiters or RateLimiters(self.settings.limits), hook
+            self.settings,
+            limiters or RateLimiters(self.settings.limits),
+            hook,
+            assume_role_params=assume_role_params,
         )
         self._hook = hook
         self._executor = ThreadPoolExecutor(
@@ -176,22 +400,29 @@ class AwsCaller:
         operation: str,
         *,
         region: str | None,
-        role_arn: str | None = None,
+        role: RoleRef | None = None,
         resource: str,
         **params: Any,
     ) -> dict[str, Any]:
-        """Call ``operation`` (the API name, e.g. ``SetDesiredCapacity``) off the loop."""
+        """Call ``operation`` (the API name, e.g. ``SetDesiredCapacity``) off the loop.
+
+        With ``role``, the call runs as that role assumed for its namespace; a
+        failed AssumeRole raises its own error (``AccessDenied`` naming
+        ``sts:AssumeRole`` and the role), not one of ``operation``.
+        """
+        if "role_arn" in params:  # **params would send it to AWS as an API parameter
+            raise TypeError("AwsCaller.call takes role=RoleRef(...), not role_arn")
         resolved = self.clients.region(region)
         loop = asyncio.get_running_loop()
 
         def run() -> dict[str, Any]:
-            client = self.clients.get(service, resolved, role_arn)
+            client = self.clients.get(service, resolved, role)
             method = getattr(client, xform_name(operation))
             return method(**params)  # type: ignore[no-any-return]
 
         try:
             result = await loop.run_in_executor(self._executor, run)
-        except PermanentError:
+        except StackscalerError:  # already ours: no region, a failed AssumeRole (or refresh)
             raise
         except Exception as exc:
             err = translate(

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stackscaler.aws.clients import AwsCaller
+from stackscaler.aws.clients import AwsCaller, RoleRef
 from stackscaler.batching import Coalescer
 from stackscaler.errors import (
     AccessDenied,
@@ -428,13 +428,15 @@ class _Call:
     """What the reads of one GetMetricData call share."""
 
     region: str
-    role_arn: str | None
+    role: RoleRef | None
     start: datetime
     end: datetime
     period: int
 
 
-_Key = tuple[str, str | None]
+_Key = tuple[str, RoleRef | None]
+"""(region, role): the reads one set of credentials makes together; a role assumed for
+two namespaces is two sessions, never one call."""
 _Outcome = Sample | StackscalerError
 """A read's result: the Coalescer raises the error in that read alone."""
 
@@ -478,14 +480,15 @@ class CloudWatchMetricSource:
             )
         now = as_utc(now)
         region = self._caller.clients.region(source.region)
-        sample = await self._coalescer.submit((region, source.role_arn), _Read(query, source, now))
+        role = RoleRef.of(source.role_arn, query.resource.partition("/")[0])  # key: namespace/name
+        sample = await self._coalescer.submit((region, role), _Read(query, source, now))
         return check_fresh(query, sample, now)
 
     async def close(self) -> None:
         """Nothing to release: the AwsCaller belongs to the caller."""
 
     async def _flush(self, key: _Key, reads: Sequence[_Read]) -> list[Sample | BaseException]:
-        region, role_arn = key
+        region, role = key
         outcomes: list[_Outcome | None] = [None] * len(reads)
         groups: dict[tuple[int, datetime], list[_Planned]] = {}
         for i, read in enumerate(reads):
@@ -507,7 +510,7 @@ class CloudWatchMetricSource:
             )
         calls = []
         for (period, end), planned in groups.items():
-            call = _Call(region, role_arn, min(p.start for p in planned), end, period)
+            call = _Call(region, role, min(p.start for p in planned), end, period)
             suspects = [j for j, p in enumerate(planned) if p.read.source in self._suspects]
             for chunk in chunk_requests([p.request for p in planned], alone=suspects):
                 calls.append(self._fetch(call, [planned[j] for j in chunk]))
@@ -580,7 +583,7 @@ class CloudWatchMetricSource:
                 "cloudwatch",
                 "GetMetricData",
                 region=call.region,
-                role_arn=call.role_arn,
+                role=call.role,
                 resource="CloudWatch metrics",
                 **params,
             )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from stackscaler.aws.clients import AwsCaller
+from stackscaler.aws.clients import AwsCaller, RoleRef
 from stackscaler.errors import MetricUnavailable, PermanentError, TargetNotFound
 from stackscaler.metrics.base import MetricQuery, Sample
 from stackscaler.model.spec import SqsSource
@@ -77,27 +77,28 @@ class SqsMetricSource:
 
     def __init__(self, caller: AwsCaller) -> None:
         self._caller = caller
-        self._urls: dict[tuple[str, str | None, str], str] = {}
-        """(region, role ARN, queue name) -> queue URL."""
+        self._urls: dict[tuple[str, RoleRef | None, str], str] = {}
+        """(region, role, queue name) -> queue URL."""
 
     async def read(self, query: MetricQuery, now: datetime) -> Sample:
         source = query.source
         if not isinstance(source, SqsSource):
             raise PermanentError(f"{query.resource} metric {query.metric.name}: not an SQS queue")
-        queue = await self._queue(source)
+        role = RoleRef.of(source.role_arn, query.resource.partition("/")[0])  # key: namespace/name
+        queue = await self._queue(source, role)
         names = attribute_names(source)
         try:
             out = await self._caller.call(
                 "sqs",
                 "GetQueueAttributes",
                 region=queue.region,
-                role_arn=source.role_arn,
+                role=role,
                 resource=queue.label,
                 QueueUrl=queue.url,
                 AttributeNames=names,
             )
         except TargetNotFound:
-            self._forget(source, queue)
+            self._forget(source, queue, role)
             raise
         attributes = out.get("Attributes") or {}
         missing = [n for n in names if n not in attributes]
@@ -118,28 +119,28 @@ class SqsMetricSource:
     async def close(self) -> None:
         """Nothing to release: the AwsCaller belongs to the caller."""
 
-    async def _queue(self, source: SqsSource) -> _Queue:
+    async def _queue(self, source: SqsSource, role: RoleRef | None) -> _Queue:
         if source.url:
             return _Queue(source.url, region_from_queue_url(source.url), f"SQS queue {source.url}")
         if not source.name:
             raise PermanentError("an SQS queue needs url, or name (with region)")
         region = self._caller.clients.region(source.region)
         label = f"SQS queue {source.name}"
-        key = (region, source.role_arn, source.name)
+        key = (region, role, source.name)
         url = self._urls.get(key)
         if url is None:
             out = await self._caller.call(
                 "sqs",
                 "GetQueueUrl",
                 region=region,
-                role_arn=source.role_arn,
+                role=role,
                 resource=label,
                 QueueName=source.name,
             )
             url = self._urls[key] = str(out["QueueUrl"])
         return _Queue(url, region, label)
 
-    def _forget(self, source: SqsSource, queue: _Queue) -> None:
+    def _forget(self, source: SqsSource, queue: _Queue, role: RoleRef | None) -> None:
         """Drop a cached URL whose queue is gone (it may be re-created elsewhere)."""
         if source.name and queue.region:
-            self._urls.pop((queue.region, source.role_arn, source.name), None)
+            self._urls.pop((queue.region, role, source.name), None)

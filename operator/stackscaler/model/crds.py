@@ -892,8 +892,8 @@ def _status() -> JSON:
         "A condition in the Kubernetes convention.",
         {
             "type": string(
-                "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused, DryRun or "
-                "OutOfBandChange.",
+                "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused, DryRun, "
+                "OutOfBandChange or Conflict.",
                 max_length=64,
             ),
             "status": string("True, False or Unknown.", enum=["True", "False", "Unknown"]),
@@ -926,6 +926,18 @@ def _status() -> JSON:
                 "means someone else changed it).",
                 fmt="int64",
             ),
+            "pendingAction": obj(
+                "A scale action the operator is sending: written before the change goes to "
+                "the target and removed once it is recorded, so that an operator restarted in "
+                "between recognises its own action, keeps the cooldown and posts its Event.",
+                {
+                    "time": string("When the action was decided.", fmt="date-time"),
+                    "from": integer("Capacity before the action.", fmt="int64"),
+                    "to": integer("Capacity the action asks for.", fmt="int64"),
+                    "headline": string("The decision's headline.", max_length=1024),
+                },
+                required=["time", "from", "to"],
+            ),
             "lastScaleTime": string("Time of the last scale action.", fmt="date-time"),
             "lastScaleOutTime": string("Time of the last scale-out.", fmt="date-time"),
             "lastScaleInTime": string("Time of the last scale-in.", fmt="date-time"),
@@ -951,7 +963,7 @@ def _status() -> JSON:
             ),
             "conditions": array(
                 "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused, DryRun, "
-                "OutOfBandChange.",
+                "OutOfBandChange, Conflict.",
                 condition,
                 max_items=16,
                 map_keys=["type"],

@@ -332,6 +332,9 @@ class Reconciler:
         self._mode(t, resource)
         try:
             seen = await self._observe(t, resource)
+            self.tenancy.admit_tags(resource, seen.capacity.tags)
+        except NotGranted as exc:
+            return await self._refused(t, exc)
         except StackscalerError as exc:
             return await self._failed(t, resource, exc, stage="TargetUnavailable")
         await self._recover(t, resource, seen.capacity)

@@ -27,6 +27,8 @@ denied everything, and every list grants only what it names::
         dbInstances: [shop-*]        # ReadReplicaPool sources (instances or clusters)
         dbInstanceClasses: [db.t4g.*, db.r6g.large]
         replicationGroups: [shop-*]
+        autoScalingGroupTags:        # and the group must carry these tags
+          stackscaler.dev/namespace: "{namespace}"
         queues: [shop-*]             # SQS queue names
         cloudWatchNamespaces: [AWS/EC2, AWS/ApplicationELB, Shop/*]
         allowMetricSearch: false     # SEARCH(...) and SELECT ... expressions
@@ -87,6 +89,7 @@ _TENANT_FIELDS = (
     *_LISTS,
     "defaultRole",
     "requireRole",
+    "autoScalingGroupTags",
     "externalId",
     "allowMetricSearch",
     "maxCapacity",
@@ -129,6 +132,8 @@ class Tenant:
     allow_metric_search: bool = False
     prometheus_servers: tuple[str, ...] = ()
     max_capacity: int | None = None
+    auto_scaling_group_tags: tuple[tuple[str, str], ...] = ()
+    """Tags a group must carry (``{namespace}`` in a value is the resource's namespace)."""
 
     def serves(self, namespace: str) -> bool:
         return _any(self.namespaces, namespace)
@@ -270,6 +275,14 @@ def _tenant(raw: Any, path: str, errors: list[FieldError]) -> Tenant | None:
         errors.append(
             FieldError(f"{path}.maxCapacity", f"must be an integer >= 0, got {max_capacity!r}")
         )
+    tags = raw.get("autoScalingGroupTags", {})
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items()
+    ):
+        errors.append(
+            FieldError(f"{path}.autoScalingGroupTags", "must be a mapping of tag key to value")
+        )
+        tags = {}
     if len(errors) > before:
         return None
     return Tenant(
@@ -289,6 +302,7 @@ def _tenant(raw: Any, path: str, errors: list[FieldError]) -> Tenant | None:
         allow_metric_search=flags["allowMetricSearch"],
         prometheus_servers=lists.get("prometheusServers", ()),
         max_capacity=max_capacity,
+        auto_scaling_group_tags=tuple(sorted(tags.items())),
     )
 
 
@@ -339,6 +353,24 @@ class Tenancy:
         resource = self._with_default_role(resource, tenant, namespace)
         _Check(self, tenant, namespace).resource(resource)
         return resource
+
+    def admit_tags(self, resource: Resource, tags: Iterable[tuple[str, str]]) -> None:
+        """The target's own tags against the tenant's required ones (NotGranted if missing)."""
+        if not isinstance(resource.target, AutoScalingGroupTarget):
+            return
+        namespace = resource.namespace or "default"
+        tenant = self.settings.tenant_for(namespace)
+        if tenant is None or not tenant.auto_scaling_group_tags:
+            return
+        have = dict(tags)
+        for key, template in tenant.auto_scaling_group_tags:
+            want = template.replace("{namespace}", namespace)
+            if have.get(key) != want:
+                raise _Check(self, tenant, namespace).deny(
+                    "spec.target.name",
+                    f"Auto Scaling group {resource.target.name!r} without the tag {key}={want}",
+                    "autoScalingGroupTags",
+                )
 
     def _with_default_role(self, resource: Resource, tenant: Tenant, namespace: str) -> Resource:
         if tenant.default_role is None:

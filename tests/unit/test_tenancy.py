@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from stackscaler.actuators.asg import group_capacity
 from stackscaler.claims import Claimant, Claims, target_key
 from stackscaler.model.spec import parse_resource
 from stackscaler.tenancy import (
@@ -321,3 +322,37 @@ def test_claims_the_oldest_owns_and_release_hands_over() -> None:
     other = target_key(web(target={"kind": "AutoScalingGroup", "name": "shop-api"}), "us-east-1")
     claims.claim(other, young)  # moving to another target releases the first
     assert claims.owner(key) is None and claims.owner(other) == young
+
+
+def test_a_group_must_carry_the_tenants_tags() -> None:
+    settings = parse_tenancy(
+        {
+            "tenants": [
+                {
+                    "name": "t",
+                    "namespaces": ["shop"],
+                    "autoScalingGroups": ["*"],
+                    "cloudWatchNamespaces": ["AWS/EC2"],
+                    "autoScalingGroupTags": {"stackscaler.dev/namespace": "{namespace}"},
+                }
+            ]
+        }
+    )
+    tenancy = Tenancy(settings)
+    r = tenancy.admit(web())
+    tenancy.admit_tags(r, [("stackscaler.dev/namespace", "shop"), ("team", "x")])
+    with pytest.raises(NotGranted) as info:
+        tenancy.admit_tags(r, [("stackscaler.dev/namespace", "blog")])
+    assert info.value.rule == "autoScalingGroupTags"
+    assert "stackscaler.dev/namespace=shop" in str(info.value)
+
+
+def test_group_capacity_reports_the_groups_tags() -> None:
+    group = {
+        "DesiredCapacity": 2,
+        "MinSize": 0,
+        "MaxSize": 5,
+        "Instances": [],
+        "Tags": [{"Key": "stackscaler.dev/namespace", "Value": "shop", "ResourceId": "g"}],
+    }
+    assert group_capacity(group).tags == (("stackscaler.dev/namespace", "shop"),)

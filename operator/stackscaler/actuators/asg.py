@@ -66,6 +66,7 @@ def group_capacity(group: Mapping[str, Any]) -> Capacity:
         minimum=lo,
         maximum=hi,
         busy=f"the group is being deleted ({status})" if status else None,
+        tags=tuple((str(t.get("Key", "")), str(t.get("Value", ""))) for t in group.get("Tags", ())),
         detail=detail,
     )
 

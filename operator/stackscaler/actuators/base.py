@@ -35,6 +35,8 @@ class Capacity:
     False for fleets that converge step by step (RDS replicas, ElastiCache)."""
     busy: str | None = None
     """Why the target cannot be changed right now (a modification in progress)."""
+    tags: tuple[tuple[str, str], ...] = ()
+    """The target's own tags, where its describe call returns them (ASG): for tenancy."""
     detail: str = ""
 
 

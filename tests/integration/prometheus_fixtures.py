@@ -10,6 +10,8 @@
 * ``fake_prometheus`` / ``https_fake_prometheus``: a small aiohttp server on
   loopback answering whatever a test scripts (errors, slow answers, auth
   checks, TLS), recording every request.
+* ``serve_handler``: any aiohttp handler on loopback (hostile answers that
+  stream, trickle or never end).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "https_fake_prometheus_fixture",
     "metric_query",
     "prometheus_fixture",
+    "serve_handler",
     "utcnow",
 ]
 
@@ -244,7 +247,8 @@ def prometheus_fixture(
 class Answer:
     status: int = 200
     body: Any = None
-    """A dict (sent as JSON) or a str (sent as text)."""
+    """A dict (sent as JSON), a str (sent as text) or bytes (sent as they are, the
+    Content-Type header too)."""
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
     """Do not answer until the test ends (for client timeouts)."""
@@ -283,24 +287,39 @@ class FakePrometheus:
                 await asyncio.wait_for(self.release.wait(), timeout=60)
         if isinstance(answer.body, dict):
             return web.json_response(answer.body, status=answer.status, headers=answer.headers)
+        if isinstance(answer.body, bytes):
+            return web.Response(body=answer.body, status=answer.status, headers=answer.headers)
         return web.Response(text=answer.body or "", status=answer.status, headers=answer.headers)
 
 
 @contextlib.asynccontextmanager
-async def _serve(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[FakePrometheus]:
+async def serve_handler(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[str]:
+    """Serve ``handler`` for every path on a free loopback port; yield the base URL."""
     scheme = "https" if ssl_context else "http"
     port = free_port()
-    fake = FakePrometheus(f"{scheme}://127.0.0.1:{port}")
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app, shutdown_timeout=5)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
-        yield fake
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
-        fake.release.set()
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _serve(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[FakePrometheus]:
+    fake = FakePrometheus("")
+    async with serve_handler(fake.handle, ssl_context) as url:
+        fake.url = url
+        try:
+            yield fake
+        finally:
+            fake.release.set()  # before the server's cleanup waits for hanging handlers
 
 
 @pytest.fixture(name="fake_prometheus")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -23,7 +24,6 @@ from stackscaler.errors import (
     MetricStale,
     MetricUnavailable,
     PermanentError,
-    TemporaryError,
 )
 from stackscaler.metrics import Sample, observe
 from stackscaler.metrics.prometheus import (
@@ -195,8 +195,10 @@ async def test_prometheus_down_is_unknown(source: PrometheusMetricSource) -> Non
     address = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(MetricUnavailable) as info:
         await source.read(metric_query(address, "up"), utcnow())
-    assert "cannot connect" in str(info.value)
-    assert address in str(info.value)
+    assert str(info.value) == (
+        f"shop/web metric requests: cannot get an answer from the Prometheus server {address}; "
+        "see the operator's log"
+    )
 
 
 async def test_observe_turns_errors_into_unknown_and_leaves_other_metrics_alone(
@@ -229,10 +231,11 @@ async def test_observe_turns_errors_into_unknown_and_leaves_other_metrics_alone(
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
     [
-        (500, {"status": "error", "errorType": "internal", "error": "boom"}, "boom"),
-        (502, "<html>Bad Gateway</html>", "Bad Gateway"),
-        (503, {"status": "error", "errorType": "timeout", "error": "query timed out"}, "timed"),
-        (429, "slow down", "slow down"),
+        (500, {"status": "error", "errorType": "internal", "error": "boom"}, "internal: boom"),
+        (503, {"status": "error", "errorType": "timeout", "error": "timed out"}, "timeout: timed"),
+        # not Prometheus's error envelope: described, never quoted
+        (502, "<html>Bad Gateway</html>", "(HTTP 502, text/plain, 24 bytes)"),
+        (429, "slow down", "(HTTP 429, text/plain, 9 bytes)"),
     ],
 )
 async def test_server_errors_are_unknown(
@@ -249,6 +252,8 @@ async def test_server_errors_are_unknown(
     assert f"HTTP {status}" in str(info.value)
     assert expected in str(info.value)
     assert fake_prometheus.url in str(info.value)
+    assert "Bad Gateway" not in str(info.value)
+    assert "slow down" not in str(info.value)
 
 
 async def test_retry_after_becomes_the_retry_delay(
@@ -267,7 +272,8 @@ async def test_a_slow_server_times_out_as_unknown(
     query = metric_query(fake_prometheus.url, "up", timeout_seconds=1)
     with pytest.raises(MetricUnavailable) as info:
         await source.read(query, utcnow())
-    assert "did not answer within 1s" in str(info.value)
+    # the same words as refused or unresolvable: status must not tell them apart
+    assert "cannot get an answer from the Prometheus server" in str(info.value)
     assert len(fake_prometheus.requests) == 1
 
 
@@ -331,6 +337,7 @@ async def test_many_series_are_listed_truncated(
     ("answer", "error", "text"),
     [
         (Answer(302, "", {"Location": "https://sso.example/login"}), PermanentError, "redirected"),
+        (Answer(301, "", {"Location": "https://sso.example/login"}), PermanentError, "HTTP 301"),
         (Answer(404, "404 page not found"), PermanentError, "does not serve the Prometheus API"),
         (
             Answer(422, {"status": "error", "errorType": "execution", "error": "many-to-many"}),
@@ -480,17 +487,23 @@ async def test_a_missing_token_file_is_a_settings_error(
 
 
 async def test_custom_ca_is_trusted_only_when_configured(
-    https_fake_prometheus: HttpsFake, source: PrometheusMetricSource
+    https_fake_prometheus: HttpsFake,
+    source: PrometheusMetricSource,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake, ca_file = https_fake_prometheus.fake, https_fake_prometheus.ca_file
     fake.vector(({}, utcnow().timestamp(), 9))
     query = metric_query(fake.url, "up")
 
-    # system CAs only: the throwaway CA is not trusted, and that is not "try again later"
-    with pytest.raises(PermanentError, match="not trusted") as info:
+    # system CAs only: the throwaway CA is not trusted. The resource's status says
+    # what it says for a refused connection (a TLS port must not be told apart from
+    # a closed one); the operator's log names the cause and the fix.
+    caplog.set_level(logging.WARNING, logger="stackscaler.metrics.prometheus")
+    with pytest.raises(MetricUnavailable, match="cannot get an answer") as info:
         await source.read(query, utcnow())
-    assert not isinstance(info.value, TemporaryError)
-    assert "caFile" in str(info.value)
+    assert "caFile" not in str(info.value)
+    (logged,) = [r.getMessage() for r in caplog.records if "certificate" in r.getMessage()]
+    assert "caFile" in logged
 
     for auth in (PrometheusAuth(ca_file=ca_file), PrometheusAuth(insecure_skip_verify=True)):
         src = PrometheusMetricSource(PrometheusSettings((PrometheusServer(fake.url, auth),)))

@@ -1,4 +1,5 @@
-"""Prometheus settings: the settings file and longest-prefix credential matching."""
+"""Prometheus settings: the settings file, longest-prefix credential matching and the
+normal form of server addresses (what address allowlists compare)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from stackscaler.metrics.prometheus import (
     PrometheusAuth,
     PrometheusServer,
     PrometheusSettings,
+    normalize_address,
 )
 
 
@@ -171,3 +173,87 @@ def test_longest_prefix_match(address: str, token: str | None) -> None:
     assert auth.bearer_token_file == (Path(token) if token else None)
     if token is None:
         assert auth == PrometheusAuth()
+
+
+# --- maxResponseBytes ---------------------------------------------------------------
+
+
+def test_max_response_bytes_defaults_to_one_mebibyte_and_is_read_from_the_file(
+    tmp_path: Path,
+) -> None:
+    assert PrometheusSettings().max_response_bytes == 1024 * 1024
+    path = tmp_path / "prometheus.yaml"
+    path.write_text("maxResponseBytes: 65536\n")
+    assert PrometheusSettings.from_file(path).max_response_bytes == 65536
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1023", "1.5", "true", "'1MiB'", "68719476736"])
+def test_an_invalid_max_response_bytes_names_the_field(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "prometheus.yaml"
+    path.write_text(f"maxResponseBytes: {value}\n")
+    with pytest.raises(InvalidSettings) as info:
+        PrometheusSettings.from_file(path)
+    assert [e.path for e in info.value.errors] == ["maxResponseBytes"]
+    assert "whole number of bytes" in str(info.value)
+
+
+# --- normalize_address --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "normal"),
+    [
+        ("http://prom:9090", "http://prom:9090"),
+        ("HTTP://Prom.Monitoring", "http://prom.monitoring:80"),
+        ("http://prom.monitoring:80/", "http://prom.monitoring:80"),
+        ("https://prom.monitoring", "https://prom.monitoring:443"),
+        ("https://prom.monitoring:443/", "https://prom.monitoring:443"),
+        ("https://mimir.example.com/Prometheus/", "https://mimir.example.com:443/Prometheus"),
+        ("http://prom:9090//tenants//a/", "http://prom:9090/tenants/a"),
+        ("http://prom:9090/a/../b", "http://prom:9090/b"),
+        ("http://prom:9090/%7Eme", "http://prom:9090/~me"),
+        ("http://prom:9090/a%20b", "http://prom:9090/a%20b"),
+        ("http://[::1]:9090/x", "http://[::1]:9090/x"),
+        ("http://[::1]", "http://[::1]:80"),
+        ("http://10.0.0.1:9090", "http://10.0.0.1:9090"),
+        # every spelling of an IP address the resolver accepts is one form
+        ("http://2130706433", "http://127.0.0.1:80"),
+        ("http://0x7f.1:9090", "http://127.0.0.1:9090"),
+        ("http://0177.0.0.1", "http://127.0.0.1:80"),
+        ("http://127.1", "http://127.0.0.1:80"),
+        ("http://[0:0:0:0:0:0:0:1]:9090", "http://[::1]:9090"),
+        ("http://[::FFFF:127.0.0.1]", "http://[::ffff:7f00:1]:80"),
+        ("http://1password.example", "http://1password.example:80"),
+        ("http://Bücher.example", "http://xn--bcher-kva.example:80"),
+    ],
+)
+def test_normalize_address(address: str, normal: str) -> None:
+    assert normalize_address(address) == normal
+    assert normalize_address(normal) == normal  # idempotent: a normal form stays put
+
+
+def test_equal_addresses_normalize_equal() -> None:
+    forms = ["http://prom:80", "HTTP://PROM", "http://prom/", "http://prom:80/", "http://Prom:80//"]
+    assert {normalize_address(f) for f in forms} == {"http://prom:80"}
+    assert normalize_address("http://prom/a") != normalize_address("http://prom/A")
+    assert normalize_address("http://prom") != normalize_address("https://prom")
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("ftp://prom", "http:// or https://"),
+        ("prom:9090", "http:// or https://"),
+        ("http://", "http:// or https://"),
+        ("http://admin:hunter2@prom", "must not contain credentials"),
+        ("http://prom/?x=1", "query string or fragment"),
+        ("http://prom/#top", "query string or fragment"),
+        ("http://prom:0", "port"),
+        ("http://%70rom", "host"),
+        ("http://prom:99999", "not a URL"),
+    ],
+)
+def test_normalize_address_refuses_what_cannot_be_compared(address: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as info:
+        normalize_address(address)
+    assert "hunter2" not in str(info.value)

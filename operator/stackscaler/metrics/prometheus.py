@@ -7,21 +7,26 @@ TLS settings the operator's :class:`PrometheusSettings` hold for that address
 the answer into a :class:`~stackscaler.metrics.base.Sample` or an error of the
 error tree:
 
-=====================================================  =================================
+=====================================================  =====================================
 Answer                                                 Result
-=====================================================  =================================
+=====================================================  =====================================
 vector with exactly one series                         its value and timestamp
 scalar                                                 its value and timestamp
 empty vector                                           MetricUnavailable (unknown)
-several series                                         :class:`InvalidQuery` (aggregate!)
+several series                                         :class:`InvalidQuery` (aggregate!),
+                                                       label sets listed, cleaned and capped
 range vector or string                                 :class:`InvalidQuery`
 NaN, +Inf, -Inf                                        MetricUnavailable (unknown)
 HTTP 400 ``bad_data`` / 422 ``execution``              :class:`InvalidQuery`, with
                                                        Prometheus's own error text
 HTTP 401 / 403                                         AccessDenied
-HTTP 429, 5xx, connection refused, timeout             MetricUnavailable (temporary)
-TLS verification failure, redirect, other 4xx          PermanentError
-=====================================================  =================================
+HTTP 429, 5xx                                          MetricUnavailable (temporary)
+HTTP 200 that is not a Prometheus API response         MetricUnavailable (temporary)
+redirect (never followed), 404, other 4xx              PermanentError
+more than ``maxResponseBytes`` (declared or read)      :class:`ResponseTooLarge` (permanent)
+no answer: refused, reset, closed, not HTTP, DNS,      MetricUnavailable (temporary), the
+timeout (body included), TLS (untrusted certificate)   same message for all; cause logged
+=====================================================  =====================================
 
 The value is never 0 for unknown.
 
@@ -50,17 +55,65 @@ empty (unknown). A ``staleAfterSeconds`` shorter than the lookback therefore
 needs the query's help, for example ``max_over_time(metric[60s])`` (empty once
 the newest raw sample is older than 60 s) or
 ``metric and (time() - timestamp(metric) < 60)``.
+
+What a resource's users see (the server address is theirs to write)
+-------------------------------------------------------------------
+``serverAddress`` comes from a namespaced resource, and the messages of this
+source become its status and Events, which the namespace's users read. The
+operator must not become a way to read, or map, what only it can reach:
+
+* An answer is never quoted. Only a well-formed Prometheus error envelope
+  (``{"status": "error", "errorType": ..., "error": ...}``) is shown, its
+  ``errorType`` and ``error`` cut to :data:`MAX_ERROR_CHARS` characters with
+  control, format (bidi, zero-width) and line-separator characters removed.
+  Anything else is described by its shape only: ``the answer from <server> is
+  not a Prometheus API response (HTTP 200, text/html, 1234 bytes)``. The label
+  sets of a several-series answer are shown (they come from a real Prometheus
+  query), cleaned the same way, :data:`MAX_SERIES_SHOWN` of them, each cut to
+  :data:`MAX_LABELS_CHARS`.
+* An answer is never read past ``maxResponseBytes`` (operator setting, 1 MiB
+  by default): a larger ``Content-Length`` is refused before the body is read,
+  and a chunked or compressed body (counted decompressed) is read in pieces and
+  dropped, connection closed, as soon as it passes the limit. An oversized
+  answer is a misconfiguration (a query for scaling returns one series), so
+  :class:`ResponseTooLarge` is permanent.
+* Every way of not getting an answer (connection refused or reset, closed
+  early, a peer that does not speak HTTP, DNS failure, timeout, TLS failure
+  including an untrusted certificate) gives one message, ``cannot get an
+  answer from the Prometheus server <scheme://host:port>; see the operator's
+  log``, with the same class (temporary) and retry delay, so status cannot
+  tell a closed port from a filtered one or from a TLS service. An untrusted
+  certificate is a platform misconfiguration (a missing ``caFile``), but a
+  permanent error would post an Event a refused connection does not, which
+  tells the ports apart; so it is temporary too, and the log says what to fix.
+  The cause goes to the operator's log at WARNING, once a minute per server
+  and cause (the log is the platform team's). What remains observable is the
+  time a read takes (a timeout is slower than a refusal); the tenancy layer's
+  allowlist of servers, checked before this source is called, is what keeps a
+  namespace to its own servers.
+* Redirects are never followed (the target is not shown either), and the
+  deadline (the metric's ``timeoutSeconds``) covers the whole exchange,
+  connecting, TLS, headers and body, not only each read.
+
+:func:`normalize_address` gives the form requests are sent to and address
+allowlists compare: ``scheme://host:port/path`` with the host lowercased
+(IDNA-encoded), the default port explicit and no empty path segments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
+import logging
 import math
 import os
 import re
+import socket
 import ssl
+import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,6 +135,7 @@ from stackscaler.metrics.base import MetricQuery, Sample, check_fresh
 from stackscaler.model.spec import PrometheusSource
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "BasicAuth",
     "InvalidQuery",
     "InvalidSettings",
@@ -89,19 +143,35 @@ __all__ = [
     "PrometheusMetricSource",
     "PrometheusServer",
     "PrometheusSettings",
+    "ResponseTooLarge",
+    "normalize_address",
 ]
+
+log = logging.getLogger(__name__)
 
 QUERY_PATH = "/api/v1/query"
 MAX_SERIES_SHOWN = 5
 """How many label sets a several-series error shows."""
 MAX_LABELS_CHARS = 160
 """How long one shown label set may get before it is cut."""
-MAX_BODY_CHARS = 300
-"""How much of an unexpected response body a message quotes."""
+MAX_ERROR_CHARS = 300
+"""How much of a Prometheus error envelope's ``error`` a message shows."""
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+"""``maxResponseBytes`` when the settings do not say: 1 MiB."""
+MAX_RESPONSE_BYTES_RANGE = (1024, 64 * 1024 * 1024)
+"""Allowed ``maxResponseBytes``: 1 KiB to 64 MiB (the chart's memory limit is 512 MiB)."""
+READ_CHUNK = 64 * 1024
+"""At most this much of a body is read at a time."""
+LOG_EVERY_SECONDS = 60.0
+"""One WARNING per server and cause of failure in this many seconds."""
 
 
 class InvalidQuery(PermanentError):
     """The PromQL query is wrong for scaling: malformed, or not exactly one series."""
+
+
+class ResponseTooLarge(PermanentError):
+    """The answer is larger than ``maxResponseBytes``; it was not read beyond that."""
 
 
 class InvalidSettings(PermanentError):
@@ -156,6 +226,8 @@ class PrometheusSettings:
     servers: tuple[PrometheusServer, ...] = ()
     default_timeout_seconds: float = 10.0
     """Client timeout for a source whose ``timeout_seconds`` is not positive."""
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    """``maxResponseBytes``: no answer is read beyond this many bytes (decompressed)."""
 
     def auth_for(self, address: str) -> PrometheusAuth:
         """The auth of the server entry matching ``address`` with the longest prefix.
@@ -180,6 +252,7 @@ class PrometheusSettings:
         Blocking (reads files): call it at start-up, or via ``asyncio.to_thread``::
 
             timeoutSeconds: 10            # optional
+            maxResponseBytes: 1048576     # optional: larger answers are errors
             servers:
               - address: https://prometheus.monitoring:9090
                 bearerTokenFile: /var/run/secrets/prometheus/token
@@ -205,7 +278,7 @@ class PrometheusSettings:
         return _SettingsParser(path.parent).parse(doc, source=str(path))
 
 
-_TOP_FIELDS = ("servers", "timeoutSeconds")
+_TOP_FIELDS = ("servers", "timeoutSeconds", "maxResponseBytes")
 _SERVER_FIELDS = (
     "address",
     "bearerTokenFile",
@@ -242,6 +315,17 @@ class _SettingsParser:
                 self.error("timeoutSeconds", f"must be a number of seconds in (0, 600], got {t!r}")
             else:
                 timeout = float(t)
+        max_bytes = DEFAULT_MAX_RESPONSE_BYTES
+        if "maxResponseBytes" in doc:
+            m = doc["maxResponseBytes"]
+            low, high = MAX_RESPONSE_BYTES_RANGE
+            if isinstance(m, bool) or not isinstance(m, int) or not low <= m <= high:
+                self.error(
+                    "maxResponseBytes",
+                    f"must be a whole number of bytes from {low} to {high}, got {m!r}",
+                )
+            else:
+                max_bytes = m
         servers: list[PrometheusServer] = []
         raw_servers = doc.get("servers", [])
         if not isinstance(raw_servers, list):
@@ -264,7 +348,7 @@ class _SettingsParser:
                 servers.append(server)
         if self.errors:
             raise InvalidSettings(self.errors, source=source)
-        return PrometheusSettings(tuple(servers), timeout)
+        return PrometheusSettings(tuple(servers), timeout, max_bytes)
 
     def unknown(self, d: Mapping[str, Any], known: Sequence[str], path: str) -> None:
         for k in d:
@@ -418,6 +502,89 @@ def _redact(address: str) -> str:
     return str(url.with_user(None))
 
 
+_HOST = re.compile(r"^(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|[0-9a-f:.]*:[0-9a-f:.]*)$")
+
+
+def normalize_address(address: str) -> str:
+    """The normal form of a Prometheus server address: ``scheme://host:port/path``.
+
+    Pure and cheap. Scheme and host lowercased (a non-ASCII host IDNA-encoded,
+    an IPv6 host in brackets), the port always explicit (80, 443 by default),
+    an IP address in one spelling (IPv4 as a dotted quad however it was written,
+    IPv6 compressed), the path percent-encoded with dot segments resolved, no
+    empty segments and
+    no trailing ``/`` (the path keeps its case). Two addresses that reach the
+    same API have the same form, so allowlists compare forms with ``==`` and
+    prefixes at a ``/``; the source sends its requests to this form, so what an
+    allowlist checked is what is asked. Idempotent.
+
+    Raises ValueError (naming the problem, never the credentials) for what
+    cannot be compared: not http(s), no host, credentials, a query string or
+    fragment, port 0, a host that is not a host name or IP address.
+
+    >>> normalize_address("HTTP://Prom.Monitoring/")
+    'http://prom.monitoring:80'
+    >>> normalize_address("https://mimir.example.com/prometheus/")
+    'https://mimir.example.com:443/prometheus'
+    """
+    problem = _address_problem(address)
+    if problem is not None:
+        raise ValueError(problem)
+    url = URL(address)
+    host = (url.raw_host or "").lower()
+    if not _HOST.match(host):
+        raise ValueError(f"the host {_clean(host, 100)!r} is not a host name or IP address")
+    host = _canonical_ip(host)
+    port = url.port
+    if not port:
+        raise ValueError("the port must be from 1 to 65535")
+    path = "".join(f"/{segment}" for segment in url.raw_path.split("/") if segment)
+    shown = f"[{host}]" if ":" in host else host
+    return f"{url.scheme.lower()}://{shown}:{port}{path}"
+
+
+_NUMERIC_V4 = re.compile(r"^[0-9][0-9a-fx.]*$")
+
+
+def _canonical_ip(host: str) -> str:
+    """An IP address in its one form: every IPv4 spelling the resolver accepts
+    (``2130706433``, ``0x7f.1``, ``0177.0.0.1``) as a dotted quad, IPv6 compressed."""
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host).compressed
+        except ValueError as exc:
+            raise ValueError(f"the host {host!r} is not an IPv6 address") from exc
+    if _NUMERIC_V4.match(host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return host  # a host name that starts with a digit
+    return host
+
+
+def _origin(normal: str) -> str:
+    """``scheme://host:port`` of a normalized address."""
+    scheme, _, rest = normal.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Unicode categories never shown: controls, format (bidi, zero-width, tags),
+surrogates, private use, unassigned, line and paragraph separators."""
+
+
+def _clean(text: str, limit: int) -> str:
+    """``text`` on one line, without hidden characters, at most ``limit`` characters.
+
+    Hidden characters become spaces and runs of white space one space, so a
+    newline cannot forge a line and a right-to-left override cannot reorder one.
+    """
+    text = text[: 4 * limit + 64]  # bounded work: cleaning only ever shortens
+    text = "".join(" " if unicodedata.category(c) in _HIDDEN else c for c in text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # --- secrets --------------------------------------------------------------------
 
 
@@ -448,15 +615,18 @@ class _Server:
 class PrometheusMetricSource:
     """Reads metrics with PromQL instant queries; see the module docstring.
 
-    One ``aiohttp.ClientSession`` per (server address, auth), created on first
-    use and closed by :meth:`close`.
+    One ``aiohttp.ClientSession`` per auth (credentials and TLS settings), so per
+    configured server and one for all others, created on first use and closed by
+    :meth:`close`. Sessions keep no cookies.
     """
 
     def __init__(self, settings: PrometheusSettings | None = None) -> None:
         self.settings = settings if settings is not None else PrometheusSettings()
-        self._servers: dict[tuple[str, PrometheusAuth], _Server] = {}
+        self._servers: dict[PrometheusAuth, _Server] = {}
         self._secrets: dict[Path, _Secret] = {}
         self._lock = asyncio.Lock()
+        self._logged: dict[tuple[str, str], tuple[float, int]] = {}
+        """(origin, cause kind) -> (when last logged, reads not logged since)."""
 
     async def close(self) -> None:
         servers, self._servers = list(self._servers.values()), {}
@@ -476,12 +646,11 @@ class PrometheusMetricSource:
 
     async def _server(self, address: str, where: str) -> _Server:
         auth = self.settings.auth_for(address)
-        key = (address, auth)
-        server = self._servers.get(key)
+        server = self._servers.get(auth)
         if server is not None:
             return server
         async with self._lock:
-            server = self._servers.get(key)
+            server = self._servers.get(auth)
             if server is None:
                 tls: ssl.SSLContext | bool = True
                 if auth.insecure_skip_verify:
@@ -494,16 +663,17 @@ class PrometheusMetricSource:
                     except (OSError, ssl.SSLError) as exc:
                         raise InvalidSettings(
                             [FieldError("caFile", f"cannot load {auth.ca_file}: {exc}")],
-                            source=f"{where}: Prometheus settings for {_redact(address)}",
+                            source=f"{where}: Prometheus settings for {address}",
                         ) from exc
                 session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(ssl=tls, limit_per_host=8),
+                    connector=aiohttp.TCPConnector(ssl=tls, limit=256, limit_per_host=8),
+                    cookie_jar=aiohttp.DummyCookieJar(),
                     headers={
                         "User-Agent": f"stackscaler/{__version__}",
                         "Accept": "application/json",
                     },
                 )
-                server = self._servers[key] = _Server(session, auth)
+                server = self._servers[auth] = _Server(session, auth)
         return server
 
     async def _secret(self, path: Path) -> str:
@@ -531,68 +701,145 @@ class PrometheusMetricSource:
 
     async def _query(self, query: MetricQuery, source: PrometheusSource, now: datetime) -> Sample:
         where = f"{query.resource} metric {query.metric.name}"
-        address = source.server_address.rstrip("/")
-        shown = _redact(address)
-        problem = _address_problem(address)
-        if problem:
-            raise PermanentError(f"{where}: prometheus.serverAddress {shown}: {problem}")
+        try:
+            address = normalize_address(source.server_address)
+        except ValueError as exc:
+            shown = _clean(_redact(source.server_address), 200)
+            raise PermanentError(f"{where}: prometheus.serverAddress {shown}: {exc}") from exc
         timeout = (
             float(source.timeout_seconds)
             if source.timeout_seconds > 0
             else self.settings.default_timeout_seconds
         )
         server = await self._server(address, where)
-        headers = await self._headers(server.auth, where, shown)
-        base = URL(address)
-        url = base.with_path(base.path.rstrip("/") + QUERY_PATH)
+        headers = await self._headers(server.auth, where, address)
+        url = URL(address + QUERY_PATH, encoded=True)
         params = {
             "query": source.query,
             "time": f"{now.timestamp():.3f}",
             "timeout": f"{timeout:g}s",
         }
+        limit = self.settings.max_response_bytes
         try:
-            async with server.session.get(
-                url,
-                params=params,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            ) as resp:
-                status = resp.status
-                body = await resp.read()
-                location = resp.headers.get("Location", "")
-                retry_after = resp.headers.get("Retry-After", "")
-        except TimeoutError as exc:
-            raise MetricUnavailable(
-                f"{where}: Prometheus at {shown} did not answer within {timeout:g}s "
-                f"(prometheus.timeoutSeconds)"
-            ) from exc
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise PermanentError(
-                f"{where}: TLS certificate of Prometheus at {shown} not trusted: "
-                f"{exc.certificate_error}; set caFile for this server in the operator's "
-                "Prometheus settings"
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise MetricUnavailable(
-                f"{where}: cannot connect to Prometheus at {shown}: {exc.os_error.strerror or exc}"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise MetricUnavailable(
-                f"{where}: request to Prometheus at {shown} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        return _interpret(
-            where, shown, source.query, status, body, location=location, retry_after=retry_after
+            # one deadline for everything: connecting, TLS, headers and the whole body
+            async with (
+                asyncio.timeout(timeout),
+                server.session.get(
+                    url,
+                    params=params,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    allow_redirects=False,
+                ) as resp,
+            ):
+                answer = await _read_answer(resp, limit, where, address)
+        except (TimeoutError, aiohttp.ClientError, OSError, EOFError) as exc:
+            raise self._unreachable(where, address, exc, timeout) from exc
+        return _interpret(where, address, source.query, answer)
+
+    def _unreachable(
+        self, where: str, address: str, exc: BaseException, timeout: float
+    ) -> MetricUnavailable:
+        """One message for every way of not getting an answer; the cause goes to the log."""
+        origin = _origin(address)
+        cause = _clean(_cause(exc, timeout), 500)
+        key = (origin, type(exc).__name__)
+        now = time.monotonic()
+        last, quiet = self._logged.get(key, (-math.inf, 0))
+        if now - last >= LOG_EVERY_SECONDS:
+            if len(self._logged) >= 1024:  # bounded, whatever the addresses
+                self._logged.clear()
+            self._logged[key] = (now, 0)
+            more = f" ({quiet} more like it in the last {LOG_EVERY_SECONDS:g}s)" if quiet else ""
+            log.warning(
+                "%s: no answer from the Prometheus server %s: %s%s", where, origin, cause, more
+            )
+        else:
+            self._logged[key] = (last, quiet + 1)
+        return MetricUnavailable(
+            f"{where}: cannot get an answer from the Prometheus server {origin}; "
+            "see the operator's log"
         )
+
+
+def _cause(exc: BaseException, timeout: float) -> str:
+    """What went wrong, for the operator's log (never for a resource's status)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g}s (the metric's prometheus.timeoutSeconds)"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (
+            f"TLS certificate not trusted: {exc.certificate_error}; set caFile for this "
+            "server in the operator's Prometheus settings, or fix the server's certificate"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"DNS lookup failed: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return f"TLS handshake failed: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return "connection refused"
+        return f"cannot connect: {exc.os_error}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 # --- answers --------------------------------------------------------------------
 
 
-def _excerpt(body: bytes | str) -> str:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_BODY_CHARS else text[: MAX_BODY_CHARS - 3] + "..."
+_MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One HTTP answer, its body read up to the limit."""
+
+    status: int
+    content_type: str
+    body: bytes
+    retry_after: str = ""
+
+    @property
+    def shape(self) -> str:
+        """What may be said about an answer that is not Prometheus's: never its content."""
+        media = self.content_type.split(";", 1)[0].strip().lower()
+        if not media:
+            media = "no content type"
+        elif len(media) > 64 or not _MEDIA_TYPE.match(media):
+            media = "an invalid content type"
+        return f"HTTP {self.status}, {media}, {len(self.body)} bytes"
+
+
+async def _read_answer(
+    resp: aiohttp.ClientResponse, limit: int, where: str, server: str
+) -> _Answer:
+    """Read status, headers and at most ``limit`` bytes of body (decompressed)."""
+    hint = (
+        "(maxResponseBytes in the operator's Prometheus settings); an instant query "
+        "for scaling returns one series"
+    )
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        resp.close()
+        raise ResponseTooLarge(
+            f"{where}: the answer from {server} declares {declared} bytes, larger than "
+            f"{limit} bytes {hint}"
+        )
+    body = bytearray()
+    while True:
+        chunk = await resp.content.read(min(READ_CHUNK, limit + 1 - len(body)))
+        if not chunk:
+            break
+        body += chunk
+        if len(body) > limit:
+            resp.close()  # drop the connection: nothing more is read
+            raise ResponseTooLarge(
+                f"{where}: the answer from {server} is larger than {limit} bytes {hint}"
+            )
+    return _Answer(
+        resp.status,
+        resp.headers.get("Content-Type", ""),
+        bytes(body),
+        resp.headers.get("Retry-After", ""),
+    )
 
 
 def _retry_delay(retry_after: str) -> float:
@@ -602,61 +849,71 @@ def _retry_delay(retry_after: str) -> float:
         return 30.0
 
 
-def _interpret(
-    where: str,
-    server: str,
-    promql: str,
-    status: int,
-    body: bytes,
-    *,
-    location: str = "",
-    retry_after: str = "",
-) -> Sample:
-    """Turn one HTTP answer of /api/v1/query into a Sample or an error of the tree."""
-    doc: Any = None
+def _parse(body: bytes) -> dict[str, Any] | None:
     try:
         doc = json.loads(body)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        doc = None
-    error_type = str(doc.get("errorType", "")) if doc else ""
-    error_text = str(doc.get("error", "")) if doc and doc.get("error") else _excerpt(body)
-    answer = f"HTTP {status}" + (f" {error_type}" if error_type else "")
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _error_envelope(doc: dict[str, Any] | None) -> tuple[str, str] | None:
+    """``(errorType, error)`` of a well-formed Prometheus error envelope, cleaned and cut."""
+    if doc is None or doc.get("status") != "error":
+        return None
+    error_type, error = doc.get("errorType", ""), doc.get("error")
+    if not isinstance(error_type, str) or not isinstance(error, str):
+        return None
+    return _clean(error_type, 40), _clean(error, MAX_ERROR_CHARS)
+
+
+def _interpret(where: str, server: str, promql: str, answer: _Answer) -> Sample:
+    """Turn one HTTP answer of /api/v1/query into a Sample or an error of the tree.
+
+    Only a Prometheus error envelope's text is shown; anything else by its shape.
+    """
+    status = answer.status
+    doc = _parse(answer.body)
+    envelope = _error_envelope(doc)
+    error_type = envelope[0] if envelope else ""
+    said = (
+        f"HTTP {status}" + (f" {error_type}" if error_type else "") + f": {envelope[1]}"
+        if envelope
+        else answer.shape
+    )
 
     if status in (401, 403):
         raise AccessDenied(
-            f"{where}: Prometheus at {server} refused the query ({answer}: {error_text}); "
+            f"{where}: Prometheus at {server} refused the query ({said}); "
             "check the credentials for this server in the operator's Prometheus settings"
         )
     if 300 <= status < 400:
         raise PermanentError(
-            f"{where}: Prometheus at {server} redirected to {location or '?'} ({answer}); "
-            "set prometheus.serverAddress to the final address"
+            f"{where}: {server} redirected the query (HTTP {status}); redirects are not "
+            "followed: set prometheus.serverAddress to the address that answers"
         )
     if status == 429 or status >= 500 or error_type in ("timeout", "canceled", "unavailable"):
         raise MetricUnavailable(
-            f"{where}: Prometheus at {server} is unavailable ({answer}: {error_text})",
-            delay=_retry_delay(retry_after) if retry_after else 30.0,
+            f"{where}: Prometheus at {server} is unavailable ({said})",
+            delay=_retry_delay(answer.retry_after) if answer.retry_after else 30.0,
         )
     if status in (400, 422) or error_type in ("bad_data", "execution"):
         raise InvalidQuery(
-            f"{where}: Prometheus at {server} rejected the query {promql!r} "
-            f"({answer}): {error_text}"
+            f"{where}: Prometheus at {server} rejected the query {promql!r} ({said})"
         )
     if status == 404:
         raise PermanentError(
-            f"{where}: {server} does not serve the Prometheus API ({answer} for {QUERY_PATH}); "
+            f"{where}: {server} does not serve the Prometheus API (HTTP 404 for {QUERY_PATH}); "
             "check prometheus.serverAddress (a missing path prefix such as /prometheus?)"
         )
     if status != 200:
-        raise PermanentError(f"{where}: unexpected answer from Prometheus at {server}: {answer}")
-    if doc is None or doc.get("status") != "success" or not isinstance(doc.get("data"), dict):
-        raise MetricUnavailable(
-            f"{where}: answer of {server} is not a Prometheus API response: {_excerpt(body)}"
-        )
+        raise PermanentError(f"{where}: unexpected answer from Prometheus at {server} ({said})")
+    if envelope:
+        raise MetricUnavailable(f"{where}: Prometheus at {server} answered an error ({said})")
+    data = doc.get("data") if doc and doc.get("status") == "success" else None
+    if not isinstance(data, dict):
+        raise MetricUnavailable(_not_prometheus(where, server, answer))
 
-    data = doc["data"]
     kind = data.get("resultType")
     result = data.get("result")
     if kind == "scalar":
@@ -680,9 +937,11 @@ def _interpret(
             f"{where}: query {promql!r} returns {what}; scaling needs one instant value, "
             "e.g. wrap a range selector in rate(...[5m]) or avg_over_time(...[5m])"
         )
-    raise MetricUnavailable(
-        f"{where}: answer of {server} has an unexpected result type {kind!r}: {_excerpt(body)}"
-    )
+    raise MetricUnavailable(_not_prometheus(where, server, answer))
+
+
+def _not_prometheus(where: str, server: str, answer: _Answer) -> str:
+    return f"{where}: the answer from {server} is not a Prometheus API response ({answer.shape})"
 
 
 def _sample(where: str, server: str, promql: str, pair: Any) -> Sample:
@@ -692,11 +951,12 @@ def _sample(where: str, server: str, promql: str, pair: Any) -> Sample:
         timestamp = datetime.fromtimestamp(float(ts), UTC)
     except (TypeError, ValueError, OverflowError, OSError) as exc:
         raise MetricUnavailable(
-            f"{where}: answer of {server} has a malformed sample {pair!r}"
+            f"{where}: the answer from {server} has a malformed sample (not [time, value])"
         ) from exc
     if not math.isfinite(value):
         raise MetricUnavailable(
-            f"{where}: query {promql!r} evaluated to {raw} (not a number): value unknown"
+            f"{where}: query {promql!r} evaluated to {_clean(str(raw), 20)} "
+            "(not a number): value unknown"
         )
     return Sample(value, timestamp)
 
@@ -705,9 +965,18 @@ def _labels(series: Any) -> str:
     metric = series.get("metric") if isinstance(series, dict) else None
     if not isinstance(metric, dict):
         return "{?}"
-    name = metric.get("__name__", "")
-    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items()) if k != "__name__")
-    text = f"{name}{{{inner}}}"
+    name = _clean(str(metric.get("__name__", "")), MAX_LABELS_CHARS)
+    pairs: list[str] = []
+    size = len(name)
+    for k, v in sorted(metric.items(), key=lambda kv: str(kv[0])):
+        if k == "__name__":
+            continue
+        pair = f'{_clean(str(k), MAX_LABELS_CHARS)}="{_clean(str(v), MAX_LABELS_CHARS)}"'
+        pairs.append(pair)
+        size += len(pair) + 2
+        if size > MAX_LABELS_CHARS:
+            break  # cut below anyway: no need to clean the rest
+    text = f"{name}{{{', '.join(pairs)}}}"
     return text if len(text) <= MAX_LABELS_CHARS else text[: MAX_LABELS_CHARS - 4] + "...}"
 
 

@@ -619,7 +619,9 @@ class Recorder:
             )
             status = body.get("status") or {}
             key = json.dumps(status, sort_keys=True)
-            if status.get("lastDecision") and key not in seen:
+            # a status with pendingAction is the intent written before an AWS change,
+            # not a tick's record: the tick's own status follows once the change is sent
+            if status.get("lastDecision") and "pendingAction" not in status and key not in seen:
                 seen.add(key)
                 with self._lock:
                     self.ticks.append(Tick(time.time(), status))

@@ -295,7 +295,9 @@ def test_three_tiers_on_one_group_the_oldest_keeps_it(
         what="first created",
     )
     time.sleep(1.1)  # creationTimestamp has 1 s resolution: "first" is strictly older
-    kube.apply(web_tier(namespace, "second", group), web_tier(namespace, "third", group))
+    kube.apply(web_tier(namespace, "second", group))
+    time.sleep(1.1)  # and "second" strictly older than "third": it takes over next
+    kube.apply(web_tier(namespace, "third", group))
     op = operator(namespace)
 
     def settled() -> None:

@@ -165,7 +165,7 @@ def test_settings_read_the_session_bound_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("STACKSCALER_AWS_MAX_SESSIONS", raising=False)
-    assert AwsSettings.from_env().max_sessions == 256
+    assert AwsSettings.from_env().max_sessions == 64
     monkeypatch.setenv("STACKSCALER_AWS_MAX_SESSIONS", "8")
     assert AwsSettings.from_env().max_sessions == 8
     with pytest.raises(ValueError):

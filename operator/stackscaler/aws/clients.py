@@ -60,7 +60,7 @@ class AwsSettings:
     limits: dict[str, RateLimit] = field(default_factory=dict)
     session_name: str = "stackscaler"
     """Prefix of the default RoleSessionName: ``<session_name>-<namespace>``."""
-    max_sessions: int = 256
+    max_sessions: int = 64
     """Assumed-role sessions cached at most (per role ARN and namespace), LRU evicted."""
 
     @classmethod

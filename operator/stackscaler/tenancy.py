@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -328,12 +328,29 @@ class Tenancy:
         settings: TenancySettings,
         *,
         account_id: str | None = None,
-        normalize_address: Any = None,
+        normalize_address: Callable[[str], str] | None = None,
     ) -> None:
         self.settings = settings
         self.account_id = settings.account_id or account_id
         """The operator's own account; None when unknown (then every roleArn is denied)."""
-        self._normalize = normalize_address or (lambda a: str(a).rstrip("/"))
+        self._normalize: Callable[[str], str] = normalize_address or (lambda a: str(a).rstrip("/"))
+        self._servers = self._granted_servers()
+
+    def _granted_servers(self) -> dict[str, tuple[str, ...]]:
+        """Each tenant's Prometheus grants in the normalized form, checked once at start-up."""
+        out: dict[str, tuple[str, ...]] = {}
+        errors: list[FieldError] = []
+        for i, tenant in enumerate(self.settings.tenants):
+            forms = []
+            for j, granted in enumerate(tenant.prometheus_servers):
+                try:
+                    forms.append(self._normalize(granted))
+                except ValueError as exc:
+                    errors.append(FieldError(f"tenants[{i}].prometheusServers[{j}]", str(exc)))
+            out[tenant.name] = tuple(forms)
+        if errors:
+            raise InvalidTenancy(errors)
+        return out
 
     def external_id(self, namespace: str) -> str | None:
         tenant = self.settings.tenant_for(namespace)
@@ -547,9 +564,8 @@ class _Check:
             address = self.tenancy._normalize(src.server_address)
         except ValueError:
             address = None
-        if address is None or not any(
-            _prefix(address, self.tenancy._normalize(g)) for g in granted
-        ):
+        forms = self.tenancy._servers.get(self.tenant.name, ())
+        if address is None or not any(_prefix(address, g) for g in forms):
             raise self.deny(
                 f"{field}.serverAddress",
                 f"Prometheus server {src.server_address!r}",

@@ -10,6 +10,7 @@ import pytest
 
 from stackscaler.actuators.asg import group_capacity
 from stackscaler.claims import Claimant, Claims, target_key
+from stackscaler.metrics.prometheus import normalize_address
 from stackscaler.model.spec import parse_resource
 from stackscaler.tenancy import (
     InvalidTenancy,
@@ -356,3 +357,27 @@ def test_group_capacity_reports_the_groups_tags() -> None:
         "Tags": [{"Key": "stackscaler.dev/namespace", "Value": "shop", "ResourceId": "g"}],
     }
     assert group_capacity(group).tags == (("stackscaler.dev/namespace", "shop"),)
+
+
+def test_prometheus_grants_compare_in_the_normalized_form_and_bad_ones_fail_at_start() -> None:
+    doc = copy.deepcopy(SETTINGS)
+    doc["tenants"][0]["prometheusServers"] = ["http://127.0.0.1:9090"]
+    tenancy = Tenancy(parse_tenancy(doc), normalize_address=normalize_address)
+
+    def prom(address: str) -> Any:
+        return web(
+            metrics=[
+                {
+                    "name": "p",
+                    "target": {"value": 5},
+                    "prometheus": {"serverAddress": address, "query": "up"},
+                }
+            ]
+        )
+
+    tenancy.admit(prom("http://127.1:9090/"))  # another spelling of the granted address
+    assert denied(tenancy, prom("http://2130706433:9091")).rule == "prometheusServers"
+    doc["tenants"][0]["prometheusServers"] = ["http://user:pw@prom:9090"]
+    with pytest.raises(InvalidTenancy) as info:
+        Tenancy(parse_tenancy(doc), normalize_address=normalize_address)
+    assert "tenants[0].prometheusServers[0]" in str(info.value)

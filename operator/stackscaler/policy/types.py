@@ -59,13 +59,29 @@ class MetricObservation:
 class Observations:
     """What the edges observed for one resource at one tick.
 
-    ``capacity`` is the target's current capacity as the actuator counts it
-    (for RDS, replicas still being created count). A metric missing from
-    ``metrics`` is unknown.
+    ``capacity`` is the target's current capacity as the actuator counts it:
+    every unit serving or ordered (for an ASG its DesiredCapacity; for RDS,
+    replicas still being created count). A metric missing from ``metrics``
+    is unknown.
+
+    Capacity in flight: ``starting`` units are part of ``capacity`` but do
+    not yet contribute to the metrics (launching, in warm-up, replicas being
+    created, pods not ready); ``ready`` is None when the actuator cannot
+    tell, which means every unit of ``capacity`` is ready (``starting`` 0).
+    ``leaving`` units are being removed and are not part of ``capacity``.
     """
 
     capacity: int
     metrics: Mapping[str, MetricObservation] = field(default_factory=dict)
+    starting: int = 0
+    """Units ordered (in ``capacity``) that do not produce the metrics yet."""
+    leaving: int = 0
+    """Units being removed (not in ``capacity``)."""
+
+    @property
+    def ready(self) -> int:
+        """Units that produce the metrics: capacity minus the units starting."""
+        return max(0, self.capacity - max(0, self.starting))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from stackscaler.errors import InvalidSpec, StackscalerError, TargetConflict, Te
 from stackscaler.metrics.registry import MetricSources, Reading
 from stackscaler.model.crds import KINDS
 from stackscaler.model.spec import Mode, Resource, parse_resource
-from stackscaler.policy import Decision, Direction, History, MetricObservation, Observations, decide
+from stackscaler.policy import Decision, Direction, History, Observations, decide
 from stackscaler.policy.history import parse_time
 from stackscaler.tenancy import NotGranted, Tenancy, TenancySettings
 from stackscaler.text import safe_text
@@ -339,9 +339,7 @@ class Reconciler:
             return await self._failed(t, resource, exc, stage="TargetUnavailable")
         await self._recover(t, resource, seen.capacity)
         await self._out_of_band(t, resource, seen.capacity)
-        decision = decide(
-            resource.scaling, Observations(seen.capacity.current, _values(seen)), t.history, t.now
-        )
+        decision = decide(resource.scaling, _observations(seen), t.history, t.now)
         await self._report_metrics(t, seen, decision)
         try:
             applied, limit = await self._apply(t, resource, seen.capacity, decision)
@@ -700,8 +698,15 @@ class Reconciler:
             log.warning("cannot write the status of %s", ref, exc_info=True)
 
 
-def _values(seen: _Observed) -> dict[str, MetricObservation]:
-    return {n: r[0] for n, r in seen.readings.items()}
+def _observations(seen: _Observed) -> Observations:
+    """What the policy decides from: the capacity, what of it is still starting, the metrics."""
+    capacity = seen.capacity
+    return Observations(
+        capacity.current,
+        {n: r[0] for n, r in seen.readings.items()},
+        starting=max(0, capacity.current - capacity.ready),
+        leaving=max(0, capacity.removing),
+    )
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

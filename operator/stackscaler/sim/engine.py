@@ -6,6 +6,7 @@ scale-in removes units at once (pending ones first). The metrics the
 policy sees are derived from the previous step (a one-period delivery
 delay, as with CloudWatch): a ``Value`` metric is utilization in percent
 (capped at 100, as CPU is), an ``AverageValue`` metric is the total demand.
+The policy is told the units still starting (launched, not yet serving).
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ def simulate(
         t = i * config.step_seconds
         now = start + timedelta(seconds=t)
         ready = sum(n for at, n in launches if at <= t)
-        obs = Observations(capacity, _metrics(spec, prev_demand, prev_ready, cap))
+        obs = Observations(
+            capacity,
+            _metrics(spec, prev_demand, prev_ready, cap),
+            starting=max(0, capacity - ready),  # launched, not yet serving
+        )
         decision = decide(spec, obs, history, now)
         history = decision.history
         if decision.direction is Direction.OUT:

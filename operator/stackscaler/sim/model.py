@@ -63,30 +63,37 @@ def target_utilization(spec: ScalingSpec, capacity_per_unit: float) -> float:
 
 
 class Pool:
-    """Launched units: ready ones, and pending ones that serve after their warm-up.
+    """Launched units: ready ones, and starting ones that serve after their warm-up.
 
-    Scale-in removes pending units first (newest first), then ready ones.
+    ``starting`` units are paid for and counted in ``capacity`` but serve no
+    demand and produce no metric yet (EC2 instances in warm-up, pods not ready,
+    replicas being created). Scale-in removes starting units first (newest
+    first), then ready ones, at once (no unit is ever "leaving" for long).
     """
 
-    __slots__ = ("pending", "ready", "warmup")
+    __slots__ = ("pending", "ready", "starting", "warmup")
 
     def __init__(self, ready: int, warmup: float) -> None:
         self.ready = ready
+        self.starting = 0
         self.warmup = warmup
         self.pending: deque[list[float]] = deque()  # [ready_at, units], in launch order
 
     @property
     def capacity(self) -> int:
-        return self.ready + sum(int(p[1]) for p in self.pending)
+        return self.ready + self.starting
 
     def advance(self, t: float) -> None:
         while self.pending and self.pending[0][0] <= t:
-            self.ready += int(self.pending.popleft()[1])
+            n = int(self.pending.popleft()[1])
+            self.ready += n
+            self.starting -= n
 
     def resize(self, t: float, desired: int) -> None:
         delta = desired - self.capacity
         if delta > 0:
             self.pending.append([t + self.warmup, float(delta)])
+            self.starting += delta
             self.advance(t)  # a zero warm-up serves at once
             return
         remove = -delta
@@ -94,6 +101,7 @@ class Pool:
             last = self.pending[-1]
             take = min(int(last[1]), remove)
             last[1] -= take
+            self.starting -= take
             remove -= take
             if not last[1]:
                 self.pending.pop()
@@ -106,7 +114,8 @@ class FeedSpec:
 
     name: str
     signal: str
-    """util (percent, capped at 100), total (demand per row interval) or backlog (level)."""
+    """util (percent, capped at 100), total (demand per row interval), per_ready (demand
+    per ready unit) or backlog (level)."""
     period_steps: int
     delay_steps: int
 
@@ -133,36 +142,59 @@ def feed_spec(m: MetricSpec, step_seconds: float) -> FeedSpec:
 
 
 class Signals:
-    """What happened, step by step: prefix sums of utilization and demand, backlog levels."""
+    """What happened, step by step: prefix sums of utilization, demand and demand per
+    ready unit; backlog levels; ready units."""
 
-    __slots__ = ("backlog", "demand_sum", "initial", "util_sum")
+    __slots__ = ("backlog", "demand_sum", "initial", "per_ready_sum", "ready", "util_sum")
 
-    def __init__(self, util: float, demand: float, backlog: float) -> None:
-        self.initial = (min(100.0, util * 100.0), demand, backlog)
+    def __init__(self, util: float, demand: float, backlog: float, ready: int = 0) -> None:
+        self.initial = (min(100.0, util * 100.0), demand, backlog, demand / max(ready, 1))
         self.util_sum = [0.0]
         self.demand_sum = [0.0]
+        self.per_ready_sum = [0.0]
         self.backlog: list[float] = []
+        self.ready: list[int] = []
+        """Ready units at each recorded step."""
 
-    def record(self, util: float, demand: float, backlog: float) -> None:
+    def record(self, util: float, demand: float, backlog: float, ready: int = 0) -> None:
         self.util_sum.append(self.util_sum[-1] + min(100.0, util * 100.0))
         self.demand_sum.append(self.demand_sum[-1] + demand)
+        self.per_ready_sum.append(self.per_ready_sum[-1] + demand / max(ready, 1))
         self.backlog.append(backlog)
+        self.ready.append(ready)
+
+    def window(self, f: FeedSpec, i: int) -> tuple[int, int]:
+        """Steps [start, end) averaged by the datapoint of ``f`` readable at step ``i``.
+
+        The newest complete period whose end is at least ``delay`` steps ago;
+        ``start < 0`` means no such period yet (the state at the start holds).
+        """
+        end = ((i - f.delay_steps) // f.period_steps) * f.period_steps
+        return end - f.period_steps, end
 
     def read(self, f: FeedSpec, i: int) -> tuple[float, int]:
         """(value, step at which the datapoint's period ended) available at step ``i``.
 
-        The newest complete period whose end is at least ``delay`` steps ago;
-        before the first such period, the state at the start (steady history).
+        Before the first complete period: the state at the start (steady history).
         """
-        end = ((i - f.delay_steps) // f.period_steps) * f.period_steps
-        start = end - f.period_steps
+        start, end = self.window(f, i)
         if start < 0:
-            k = {"util": 0, "total": 1, "backlog": 2}[f.signal]
+            k = {"util": 0, "total": 1, "backlog": 2, "per_ready": 3}[f.signal]
             return self.initial[k], i
         if f.signal == "backlog":
             return self.backlog[end - 1], end
-        sums = self.util_sum if f.signal == "util" else self.demand_sum
-        return (sums[end] - sums[start]) / f.period_steps, end
+        sums = {"util": self.util_sum, "total": self.demand_sum, "per_ready": self.per_ready_sum}
+        s = sums[f.signal]
+        return (s[end] - s[start]) / f.period_steps, end
+
+    def ready_through(self, f: FeedSpec, i: int, now: int) -> int:
+        """Units ready through the whole period of the datapoint readable at step ``i``
+        and still there: the units whose samples that datapoint holds (``now``: ready now).
+        """
+        start, end = self.window(f, i)
+        if start < 0:
+            return now
+        return min(now, *self.ready[start:end])
 
 
 def utilization(demand: float, ready: int, capacity_per_unit: float) -> float:

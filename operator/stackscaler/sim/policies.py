@@ -1,16 +1,16 @@
 """The policies the simulator compares, all driving the same capacity model.
 
 - ``default``: :func:`stackscaler.policy.decide` with the tier's own spec,
-  every ``pollIntervalSeconds``, exactly as the operator runs it.
-- ``hpa``: the Kubernetes HPA / KEDA rule, expressed through the same
-  ``decide``: 15 s sync, 10% tolerance, 300 s scale-in stabilization,
-  scale-up by at most max(100%, 4 units) per 15 s, scale-down by up to
-  100% per 15 s, no cooldowns, no schedules.
-- ``target-tracking``: AWS target tracking as documented: one-minute
-  datapoints; scale out after 3 consecutive datapoints above the target,
-  scale in after 15 consecutive below it, to ceil(capacity x value /
-  target); 300 s default cooldowns (no scale-out within 300 s of a
-  scale-out, no scale-in within 300 s of any scale activity).
+  every ``pollIntervalSeconds``, exactly as the operator runs it, told the
+  units starting (launched, not yet serving) as the actuators report them.
+- ``hpa``: the Kubernetes HorizontalPodAutoscaler's own algorithm
+  (:mod:`stackscaler.sim.hpa`): unready pods set aside, 10% tolerance,
+  300 s scale-down stabilization, the default scale-up and scale-down
+  policies, a pass every 15 s.
+- ``target-tracking``: AWS target tracking for an Auto Scaling group
+  (:mod:`stackscaler.sim.target_tracking`): 3 / 15 one-minute datapoint
+  alarms, instances in warm-up counted as capacity but not in the metric,
+  no scale-in while instances warm up.
 - ``static-peak``: a constant capacity, the oracle's peak.
 - ``oracle``: perfect foresight of the same target: at every step the
   smallest capacity keeping utilization <= the tier's target, ordered a
@@ -20,23 +20,14 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
-from stackscaler.model.spec import (
-    Behavior,
-    DirectionBehavior,
-    MaxStep,
-    ScalingSpec,
-    Select,
-    TargetType,
-)
+from stackscaler.model.spec import ScalingSpec
 from stackscaler.policy import History, MetricObservation, Observations, decide
-from stackscaler.sim.model import FeedSpec, Signals
+from stackscaler.sim.model import FeedSpec, Pool, Signals
 
 POLICIES = ("default", "hpa", "target-tracking", "static-peak", "oracle")
 
@@ -46,11 +37,19 @@ class Controller(Protocol):
     interval_steps: int
     """Decide every this many steps."""
 
-    def desired(self, i: int, now: datetime, capacity: int, signals: Signals) -> int: ...
+    def desired(self, i: int, now: datetime, pool: Pool, signals: Signals) -> int:
+        """The capacity wanted at step ``i``; ``pool`` is read-only (capacity, ready,
+        starting)."""
+        ...
 
 
 class DecideController:
-    """Runs ``policy.decide`` on the simulated metric feeds."""
+    """Runs ``policy.decide`` on the simulated metric feeds.
+
+    The observations carry the capacity in flight as the actuators report it:
+    ``starting`` is the units launched and not yet serving (the pool's warm-up);
+    nothing is ever ``leaving`` (a scale-in removes units at once).
+    """
 
     def __init__(
         self,
@@ -68,7 +67,7 @@ class DecideController:
         self.history = History()
         self.last_reason = ""
 
-    def desired(self, i: int, now: datetime, capacity: int, signals: Signals) -> int:
+    def desired(self, i: int, now: datetime, pool: Pool, signals: Signals) -> int:
         metrics: dict[str, MetricObservation] = {}
         t0 = now.timestamp()
         for f in self.feeds:
@@ -77,79 +76,11 @@ class DecideController:
             metrics[f.name] = MetricObservation(
                 value, datetime.fromtimestamp(t0 - age, now.tzinfo) if age else None
             )
-        d = decide(self.spec, Observations(capacity, metrics), self.history, now)
+        obs = Observations(pool.capacity, metrics, starting=pool.starting, leaving=0)
+        d = decide(self.spec, obs, self.history, now)
         self.history = d.history
         self.last_reason = d.headline
         return d.desired
-
-
-def hpa_spec(spec: ScalingSpec) -> ScalingSpec:
-    """The tier's metrics and bounds under the HPA's default behavior."""
-    return replace(
-        spec,
-        tolerance=0.1,
-        schedules=(),
-        behavior=Behavior(
-            scale_out=DirectionBehavior(0, 0, MaxStep(4, 100, 15, Select.MAX)),
-            scale_in=DirectionBehavior(0, 300, MaxStep(None, 100, 15, Select.MAX)),
-        ),
-        poll_interval_seconds=15,
-    )
-
-
-class TargetTrackingController:
-    """AWS target tracking: alarms on one-minute datapoints, 300 s cooldowns."""
-
-    OUT_DATAPOINTS = 3
-    IN_DATAPOINTS = 15
-    COOLDOWN = 300.0
-
-    def __init__(self, spec: ScalingSpec, feeds: Sequence[FeedSpec], step_seconds: float) -> None:
-        self.name = "target-tracking"
-        self.spec = spec
-        tracked = [(m, f) for m, f in zip(spec.metrics, feeds, strict=True) if m.target]
-        if not tracked:
-            raise ValueError("target tracking needs a metric with a target")
-        self.metric, feed = tracked[0]
-        self.feed = replace(feed, period_steps=max(1, round(60.0 / step_seconds)))
-        self.interval_steps = self.feed.period_steps
-        self.ratios: deque[float] = deque(maxlen=self.IN_DATAPOINTS)
-        self.last_out = -math.inf
-        self.last_any = -math.inf
-        self.last_reason = ""
-
-    def desired(self, i: int, now: datetime, capacity: int, signals: Signals) -> int:
-        t = now.timestamp()
-        value, _ = signals.read(self.feed, i)
-        target = self.metric.target
-        assert target is not None
-        if target.type is TargetType.VALUE:
-            ratio = value / target.value
-        else:
-            ratio = value / (target.value * capacity) if capacity else math.inf
-        self.ratios.append(ratio)
-        lo, hi = self.spec.min_capacity, self.spec.max_capacity
-        wanted = (
-            max(0, math.ceil(capacity * ratio - 1e-9))
-            if target.type is TargetType.VALUE
-            else max(0, math.ceil(value / target.value - 1e-9))
-        )
-        wanted = min(max(wanted, lo), hi)
-        recent = list(self.ratios)
-        out = len(recent) >= self.OUT_DATAPOINTS and all(
-            r > 1.0 for r in recent[-self.OUT_DATAPOINTS :]
-        )
-        in_ = len(recent) >= self.IN_DATAPOINTS and all(r < 1.0 for r in recent)
-        if out and wanted > capacity and t >= self.last_out + self.COOLDOWN:
-            self.last_out = self.last_any = t
-            self.last_reason = f"alarm high: {capacity} -> {wanted}"
-            return wanted
-        if in_ and wanted < capacity and t >= self.last_any + self.COOLDOWN:
-            self.last_any = t
-            self.last_reason = f"alarm low: {capacity} -> {wanted}"
-            return wanted
-        self.last_reason = f"hold {capacity}"
-        return min(max(capacity, lo), hi)
 
 
 class PlanController:
@@ -161,7 +92,7 @@ class PlanController:
         self.interval_steps = 1
         self.last_reason = name
 
-    def desired(self, i: int, now: datetime, capacity: int, signals: Signals) -> int:
+    def desired(self, i: int, now: datetime, pool: Pool, signals: Signals) -> int:
         return self.plan[i]
 
 

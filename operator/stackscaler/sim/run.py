@@ -10,6 +10,7 @@ from typing import Any
 
 from stackscaler.model.spec import Resource
 from stackscaler.policy.rules import effective_bounds
+from stackscaler.sim.hpa import HpaController
 from stackscaler.sim.model import (
     Pool,
     Signals,
@@ -24,10 +25,9 @@ from stackscaler.sim.policies import (
     Controller,
     DecideController,
     PlanController,
-    TargetTrackingController,
-    hpa_spec,
     oracle_plan,
 )
+from stackscaler.sim.target_tracking import TargetTrackingController
 from stackscaler.sim.trace import Trace
 
 DEFAULT_PRICE = 0.096
@@ -185,9 +185,10 @@ def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) ->
             name, spec, feeds, cfg.step_seconds, float(spec.poll_interval_seconds)
         )
     if name == "hpa":
-        return DecideController(name, hpa_spec(spec), feeds, cfg.step_seconds, 15.0)
+        return HpaController(spec, feeds, cfg.step_seconds)
     if name == "target-tracking":
-        return TargetTrackingController(spec, feeds, cfg.step_seconds)
+        app = resource.target.kind != "AutoScalingGroup"
+        return TargetTrackingController(spec, feeds, cfg.step_seconds, app_autoscaling=app)
     if name == "static-peak":
         return PlanController(name, [max(prep.need, default=0)] * len(prep.need))
     if name == "oracle":
@@ -213,7 +214,7 @@ def run(
         initial = max(prep.need, default=0)
     pool = Pool(initial, prep.warmup)
     backlog = 0.0
-    signals = Signals(utilization(demand[0], initial, cpu), demand[0], 0.0)
+    signals = Signals(utilization(demand[0], initial, cpu), demand[0], 0.0, initial)
     unit_steps = demand_units = 0.0
     under_steps = 0
     worst = 0
@@ -233,7 +234,7 @@ def run(
         pool.advance(t)
         if i % interval == 0:
             now = start_ts + timedelta(seconds=t)
-            desired = ctl.desired(i, now, capacity, signals)
+            desired = ctl.desired(i, now, pool, signals)
             if desired != capacity:
                 direction = 1 if desired > capacity else -1
                 if (
@@ -251,7 +252,7 @@ def run(
         if is_queue:
             backlog = max(0.0, backlog + (d - ready * cpu) * row_fraction)
             max_backlog = max(max_backlog, backlog)
-        signals.record(util, d, backlog)
+        signals.record(util, d, backlog, ready)
         utils.append(util)
         unit_steps += capacity
         demand_units += d / cpu

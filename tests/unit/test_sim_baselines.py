@@ -296,3 +296,32 @@ def test_every_policy_runs_on_a_step_in_10_s_steps() -> None:
     reports = compare(tier(), trace, ["default", "hpa", "target-tracking"], RunConfig(10.0))
     assert all(r.peak_capacity > 2 for r in reports)
     assert run(tier(), trace, "hpa", RunConfig(10.0)) == reports[1]  # deterministic
+
+
+def test_default_policy_is_told_starting_for_the_operators_warmup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the world: units serve 180 s after launch; the operator counts them as starting
+    # for its own warmupSeconds (300 s here), whatever the world does
+    seen: list[int] = []
+    real = policies_module.decide
+
+    def spy(spec: Any, obs: Observations, history: Any, now: datetime) -> Any:
+        seen.append(obs.starting)
+        return real(spec, obs, history, now)
+
+    monkeypatch.setattr(policies_module, "decide", spy)
+    spec = tier().scaling
+    ctl = DecideController("default", spec, [UTIL], 60.0, 60.0, starting_seconds=300.0)
+    p = pool(2)
+    signals = steady(100, 2, steps=20)
+    t0 = NOW.timestamp()
+    want = ctl.desired(10, NOW, p, signals)  # 2 at 100% vs 50%: out
+    assert want > 2
+    p.resize(t0, want)
+    p.advance(t0 + 200)  # serving after 180 s ...
+    later = datetime.fromtimestamp(t0 + 240, UTC)
+    ctl.desired(14, later, p, signals)
+    assert p.starting == 0 and seen[-1] == want - 2  # ... but still starting for the operator
+    ctl.desired(15, datetime.fromtimestamp(t0 + 300, UTC), p, signals)
+    assert seen[-1] == 0

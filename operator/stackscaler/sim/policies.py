@@ -46,9 +46,11 @@ class Controller(Protocol):
 class DecideController:
     """Runs ``policy.decide`` on the simulated metric feeds.
 
-    The observations carry the capacity in flight as the actuators report it:
-    ``starting`` is the units launched and not yet serving (the pool's warm-up);
-    nothing is ever ``leaving`` (a scale-in removes units at once).
+    The observations carry the capacity in flight as the operator's actuators
+    report it: ``starting`` is the units launched less than the operator's
+    warm-up ago (``starting_seconds``: the tier's ``warmupSeconds``; None: the
+    world's own warm-up, the units not serving yet). Nothing is ever
+    ``leaving``: a scale-in removes units at once.
     """
 
     def __init__(
@@ -58,14 +60,40 @@ class DecideController:
         feeds: Sequence[FeedSpec],
         step_seconds: float,
         interval_seconds: float,
+        *,
+        starting_seconds: float | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.feeds = tuple(feeds)
         self.step_seconds = step_seconds
         self.interval_steps = max(1, round(interval_seconds / step_seconds))
+        self.starting_seconds = starting_seconds
+        self.launches: deque[list[float]] = deque()  # [launched at, units], oldest first
         self.history = History()
         self.last_reason = ""
+
+    def _starting(self, t: float, pool: Pool) -> int:
+        if self.starting_seconds is None:
+            return pool.starting
+        while self.launches and self.launches[0][0] <= t - self.starting_seconds:
+            self.launches.popleft()  # no longer starting (and older than any other)
+        return min(pool.capacity, int(sum(n for _, n in self.launches)))
+
+    def _track(self, t: float, before: int, after: int) -> None:
+        if self.starting_seconds is None or after == before:
+            return
+        if after > before:
+            self.launches.append([t, float(after - before)])
+            return
+        remove = before - after  # newest first, as the pool removes them
+        while remove and self.launches:
+            last = self.launches[-1]
+            take = min(int(last[1]), remove)
+            last[1] -= take
+            remove -= take
+            if not last[1]:
+                self.launches.pop()
 
     def desired(self, i: int, now: datetime, pool: Pool, signals: Signals) -> int:
         metrics: dict[str, MetricObservation] = {}
@@ -76,10 +104,12 @@ class DecideController:
             metrics[f.name] = MetricObservation(
                 value, datetime.fromtimestamp(t0 - age, now.tzinfo) if age else None
             )
-        obs = Observations(pool.capacity, metrics, starting=pool.starting, leaving=0)
+        starting = self._starting(t0, pool)
+        obs = Observations(pool.capacity, metrics, starting=starting, leaving=0)
         d = decide(self.spec, obs, self.history, now)
         self.history = d.history
         self.last_reason = d.headline
+        self._track(t0, pool.capacity, d.desired)
         return d.desired
 
 

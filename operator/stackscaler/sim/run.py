@@ -41,7 +41,11 @@ class RunConfig:
     scale: float = 1.0
     capacity_per_unit: float = 1.0
     warmup_seconds: float | None = None
-    """None: the default for the tier's target kind."""
+    """Seconds until a new unit serves; None: the default for the tier's target kind."""
+    starting_seconds: float | None = None
+    """How long the default policy is told a new unit is starting (the operator's
+    ``warmupSeconds``); None: the tier's ``warmupSeconds`` when it sets one, else
+    until the unit serves."""
     price_per_unit_hour: float = DEFAULT_PRICE
     start: datetime = datetime(1995, 7, 1, 4, 0, tzinfo=UTC)
     record_series: bool = False
@@ -53,8 +57,9 @@ class RunConfig:
             raise ValueError("capacity per unit must be > 0")
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise ValueError("scale must be > 0")
-        if self.warmup_seconds is not None and not (0 <= self.warmup_seconds < math.inf):
-            raise ValueError("warm-up must be >= 0 seconds")
+        for w in (self.warmup_seconds, self.starting_seconds):
+            if w is not None and not (0 <= w < math.inf):
+                raise ValueError("warm-up must be >= 0 seconds")
 
 
 @dataclass(frozen=True)
@@ -181,8 +186,18 @@ def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) ->
     spec = resource.scaling
     feeds = [feed_spec(m, cfg.step_seconds) for m in spec.metrics]
     if name == "default":
+        starting = cfg.starting_seconds
+        if starting is None:
+            # the operator's own warm-up when the tier sets one (spec.warmupSeconds)
+            own: int | None = getattr(spec, "warmup_seconds", None)
+            starting = None if own is None else float(own)
         return DecideController(
-            name, spec, feeds, cfg.step_seconds, float(spec.poll_interval_seconds)
+            name,
+            spec,
+            feeds,
+            cfg.step_seconds,
+            float(spec.poll_interval_seconds),
+            starting_seconds=starting,
         )
     if name == "hpa":
         return HpaController(spec, feeds, cfg.step_seconds)

@@ -31,7 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -110,7 +110,9 @@ LAST_DAYS = {"retail": 35, "ramp": 21}
 peak, Black Friday and Cyber Monday), the ramp's last three (before, one unit is enough)."""
 
 
-def cases(quick: bool) -> list[Case]:
+def cases(quick: bool, starting_seconds: float | None = None) -> list[Case]:
+    """The traces and how each is replayed; ``starting_seconds``: the default policy is told
+    a new unit is starting for that long (the operator's ``warmupSeconds``)."""
     out = [Case(nasa_trace(), bench_tier(), RunConfig(scale=100.0, capacity_per_unit=PER_INSTANCE))]
     tier = bench_tier()
     for key, make in traces.ALL.items():
@@ -128,6 +130,9 @@ def cases(quick: bool) -> list[Case]:
             scale = peak_units * per_row * 0.5 / max(t.demand)
             cfg = RunConfig(step_seconds=t.step_seconds, scale=scale, capacity_per_unit=per_row)
         out.append(Case(t, tier, cfg))
+    if starting_seconds is not None:
+        told = starting_seconds
+        out = [Case(c.trace, c.tier, replace(c.cfg, starting_seconds=told)) for c in out]
     return out
 
 
@@ -238,13 +243,13 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def step_reproduction() -> tuple[list[Report], str]:
+def step_reproduction(starting_seconds: float | None) -> tuple[list[Report], str]:
     """The issue's own command: examples/stack.yaml's web tier, 2,000 per instance."""
     reps = compare(
         web_tier(),
         traces.step_10x(),
         ["default", "hpa", "target-tracking", "oracle"],
-        RunConfig(capacity_per_unit=2000.0),
+        RunConfig(capacity_per_unit=2000.0, starting_seconds=starting_seconds),
     )
     return reps, "examples/stack.yaml web tier, 2,000/unit (the issue's command)"
 
@@ -285,16 +290,18 @@ def iso_claims(case: Case, points: list[Point]) -> tuple[list[str], bool]:
 def oracle_slack_claim(case: Case, points: list[Point]) -> str:
     d, o = own(points, "default"), own(points, "oracle")
     limit = o.under_minutes + ORACLE_SLACK_PERCENT / 100 * d.report.total_minutes
+    safest = min((p for p in points if p.policy in SWEPT), key=lambda p: p.under_minutes)
     return (
         f"[{_verdict(d.under_minutes <= limit + 1e-9)}] {case.name}: default under-provisioned "
         f"{d.under_minutes:,.1f} min ({100 * d.report.under_provisioned_fraction:.2f}%) <= "
-        f"oracle's {o.under_minutes:,.1f} + {ORACLE_SLACK_PERCENT:g}% = {limit:,.1f}"
+        f"oracle's {o.under_minutes:,.1f} + {ORACLE_SLACK_PERCENT:g}% = {limit:,.1f} "
+        f"(fewest of any swept run: {safest.label}, {safest.under_minutes:,.1f} min)"
     )
 
 
 def claims(all_cases: list[Case], results: dict[int, list[Point]]) -> tuple[list[str], int, int]:
     out: list[str] = []
-    reps, how = step_reproduction()
+    reps, how = step_reproduction(all_cases[0].cfg.starting_seconds)
     out += peak_and_safety_claims(f"10x step, {how}", {r.policy: r for r in reps})
     for k, case in enumerate(all_cases):
         if case.name in ("step-10x", "flash-crowd"):
@@ -323,25 +330,31 @@ def claims(all_cases: list[Case], results: dict[int, list[Point]]) -> tuple[list
 
 
 def speed() -> tuple[list[str], bool]:
-    """Wall time of the NASA replay at 60 s steps, and against the static loop in this run."""
+    """Time of the NASA replay at 60 s steps, against the static loop in the same run.
+
+    Judged on the process's CPU time (what the replay costs; on an idle machine its wall
+    time), with the wall time printed beside it: other work on the machine inflates wall.
+    """
     trace, tier = nasa_trace(), web_tier()
     cfg = RunConfig(scale=100.0, capacity_per_unit=PER_INSTANCE)
-    timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    wall: dict[str, float] = {}
     for policy in ("static-peak", "default"):
-        best = math.inf
+        cpu[policy] = wall[policy] = math.inf
         for _ in range(3):
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.process_time()
             run(tier, trace, policy, cfg)
-            best = min(best, time.perf_counter() - t0)
-        timings[policy] = best
-    d, s = timings["default"], timings["static-peak"]
+            cpu[policy] = min(cpu[policy], time.process_time() - c0)
+            wall[policy] = min(wall[policy], time.perf_counter() - w0)
+    d, s = cpu["default"], cpu["static-peak"]
     ok = d < SPEED_GOAL_SECONDS
     return [
         f"[{_verdict(ok)}] speed: NASA 58.6 days ({len(trace.demand):,} steps of 60 s), the web "
-        f"tier of examples/stack.yaml, default policy: {d:.2f} s (goal < {SPEED_GOAL_SECONDS:g} s; "
-        "best of 3)",
-        f"       static-peak loop (same engine, no policy calls): {s:.2f} s; "
-        f"default / static = {d / s:.1f}x; {1e6 * d / len(trace.demand):.0f} us per step",
+        f"tier of examples/stack.yaml, default policy: {d:.2f} s CPU (goal < "
+        f"{SPEED_GOAL_SECONDS:g} s; best of 3; wall {wall['default']:.2f} s)",
+        f"       static-peak loop (same engine, no policy calls): {s:.2f} s CPU "
+        f"(wall {wall['static-peak']:.2f} s); default / static = {d / s:.1f}x; "
+        f"{1e6 * d / len(trace.demand):.0f} us per step",
     ], ok
 
 
@@ -397,11 +410,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="3 days of each long trace")
     p.add_argument("--fine", action="store_true", help="targets in 5-point steps (13, not 7)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument(
+        "--starting-seconds",
+        type=float,
+        metavar="S",
+        help="tell the default policy a new unit is starting for S seconds (the operator's "
+        "warmupSeconds; default: until it serves, as the CRD default)",
+    )
     p.add_argument("--json", metavar="OUT", help="also write every run as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="draw the frontiers (needs matplotlib)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    all_cases = cases(args.quick)
+    all_cases = cases(args.quick, args.starting_seconds)
     targets = FINE_TARGETS if args.fine else TARGETS
     results = run_all(all_cases, targets, max(1, args.jobs))
     sweep_s = time.perf_counter() - t0

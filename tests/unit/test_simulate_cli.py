@@ -105,3 +105,16 @@ def test_plot_draws_a_file(trace: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0
     assert out.read_text().lstrip().startswith("<?xml")
+
+
+def test_starting_seconds_is_what_the_default_policy_is_told(
+    trace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["simulate", "-f", STACK, "--tier", "web", "--trace", trace, "--scale", "100",
+            "--capacity-per-unit", "2400", "--json", "-"]  # fmt: skip
+    assert main(args) == 0
+    plain = capsys.readouterr().out
+    assert main([*args, "--starting-seconds", "300"]) == 0
+    told = capsys.readouterr().out
+    assert json.loads(plain[plain.index("{") :])["policy"] == "default"
+    assert json.loads(told[told.index("{") :])["total_minutes"] == 150

@@ -41,8 +41,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description=(
             "Discrete-time simulation of one tier: demand from a CSV trace, capacity units "
             "that serve after a warm-up, metrics delivered with their period and delay, and the "
-            "same policy.decide the operator runs. Compare with the HPA rule, AWS target "
-            "tracking, static peak provisioning and the perfect-foresight oracle."
+            "same policy.decide the operator runs. Compare with the Kubernetes HPA's algorithm, "
+            "AWS target tracking with instance warm-up, static peak provisioning and the "
+            "perfect-foresight oracle."
         ),
     )
     s.add_argument("-f", "--file", required=True, metavar="STACK.yaml", help="resources (YAML)")
@@ -75,6 +76,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SECONDS",
         help="seconds until a new unit serves (default by target: EC2 180, RDS and "
         "ElastiCache 600, pods 30)",
+    )
+    s.add_argument(
+        "--starting-seconds",
+        type=argtypes.non_negative,
+        metavar="SECONDS",
+        help="how long the default policy is told a new unit is starting (the operator's "
+        "warmupSeconds; default: the tier's warmupSeconds, else until the unit serves)",
     )
     s.add_argument(
         "--step",
@@ -131,6 +139,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             scale=args.scale,
             capacity_per_unit=args.capacity_per_unit,
             warmup_seconds=args.warmup,
+            starting_seconds=args.starting_seconds,
             price_per_unit_hour=args.price,
             record_series=bool(args.plot),
         )

@@ -236,6 +236,64 @@ def test_decide_with_history_from_status(tmp_path: Path) -> None:
     assert second["limitedBy"] == "scaleOutCooldown"
 
 
+def test_decide_with_units_starting(tmp_path: Path) -> None:
+    f = tmp_path / "hpa.yaml"
+    f.write_text(HPA)
+    args = ("decide", "-f", str(f), "--current", "4", "--metric", "cpu=100")
+    r = run(*args, "--starting", "1", "--leaving", "1")
+    assert r.returncode == 0, r.stderr
+    assert "WebTier hpa-parity: 4 -> 6 (Out)" in r.stdout  # ceil(3 x 100 / 50), not 8
+    assert "units: 4 = 3 ready + 1 starting; 1 leaving" in r.stdout
+    assert (
+        "1 of 4 units starting, 1 leaving (not in capacity): "
+        "cpu computed over the 3 ready -> 6; 4 already ordered"
+    ) in r.stdout
+    out = json.loads(run(*args, "--ready", "3", "--json").stdout)
+    assert (out["desired"], out["ready"], out["starting"], out["leaving"]) == (6, 3, 1, 0)
+    consistent = json.loads(run(*args, "--ready", "3", "--starting", "1", "--json").stdout)
+    assert consistent["desired"] == 6
+    assert json.loads(run(*args, "--json").stdout)["desired"] == 8  # all 4 ready at 100%
+
+
+def test_decide_holds_scale_in_while_units_start(tmp_path: Path) -> None:
+    f = tmp_path / "hpa.yaml"
+    f.write_text(
+        HPA + "  behavior:\n" + "    scaleIn: {cooldownSeconds: 0, stabilizationWindowSeconds: 0}\n"
+    )
+    args = ("decide", "-f", str(f), "--current", "8", "--metric", "cpu=10")
+    r = run(*args, "--starting", "3")
+    assert r.returncode == 0, r.stderr
+    assert "WebTier hpa-parity: 8 -> 8 (None)" in r.stdout
+    assert "limited by: warmup" in r.stdout
+    assert "no scale-in while 3 of 8 units are starting" in r.stdout
+    assert "(In)" in run(*args).stdout  # all ready: it scales in
+
+
+def test_decide_without_units_in_flight_prints_as_before(tmp_path: Path) -> None:
+    f = tmp_path / "hpa.yaml"
+    f.write_text(HPA)
+    r = run("decide", "-f", str(f), "--current", "3", "--metric", "cpu=90")
+    assert "units:" not in r.stdout and "starting" not in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--starting", "4"], "--starting 4: more than --current 3"),
+        (["--starting", "-1"], "--starting must be >= 0"),
+        (["--leaving", "-1"], "--leaving must be >= 0"),
+        (["--ready", "4"], "--ready 4: more than --current 3"),
+        (["--ready", "-1"], "--ready must be >= 0"),
+        (["--ready", "1", "--starting", "1"], "--ready 1 + --starting 1 must equal --current 3"),
+    ],
+)
+def test_decide_bad_unit_counts(args: list[str], message: str) -> None:
+    r = run("decide", "-f", "examples/stack.yaml", "--name", "web", "--current", "3", *args)
+    assert r.returncode == 1
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_crds_check(tmp_path: Path) -> None:
     assert run("crds", "--check", "--output-dir", "crds").returncode == 0
     r = run("crds", "--check", "--output-dir", str(tmp_path))

@@ -31,25 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument("-v", "--verbose", action="store_true", help="also list valid documents")
 
-    d = sub.add_parser("decide", help="print the policy's decision for one resource")
-    d.add_argument("-f", "--file", required=True, metavar="FILE", help="YAML with the resource")
-    d.add_argument("--name", help="the resource's name when the file holds several")
-    d.add_argument(
-        "--current", type=int, required=True, metavar="N", help="current capacity of the target"
-    )
-    d.add_argument(
-        "--metric",
-        action="append",
-        metavar="NAME=VALUE",
-        help="a metric's value (name as in the resource; 'unknown' for unknown)",
-    )
-    d.add_argument("--now", metavar="RFC3339", help="decision time (default: now)")
-    d.add_argument(
-        "--history",
-        metavar="FILE",
-        help="the resource's status.history (or the whole resource with status)",
-    )
-    d.add_argument("--json", action="store_true", help="print the decision as JSON")
+    commands.add_decide_parser(sub)
 
     c = sub.add_parser("crds", help="write the CustomResourceDefinitions as YAML")
     c.add_argument("--output-dir", default="crds", metavar="DIR")

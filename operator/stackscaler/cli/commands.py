@@ -111,10 +111,78 @@ def _history(path: str | None) -> History:
         raise UsageError(f"{path}: {exc}") from exc
 
 
+def add_decide_parser(sub: Any) -> None:
+    """The ``decide`` subcommand's arguments (``sub`` is the parser's subparsers action)."""
+    d = sub.add_parser("decide", help="print the policy's decision for one resource")
+    d.add_argument("-f", "--file", required=True, metavar="FILE", help="YAML with the resource")
+    d.add_argument("--name", help="the resource's name when the file holds several")
+    d.add_argument(
+        "--current",
+        type=int,
+        required=True,
+        metavar="N",
+        help="current capacity of the target: every unit serving or ordered",
+    )
+    d.add_argument(
+        "--starting",
+        type=int,
+        metavar="N",
+        help="units of --current not producing the metrics yet (launching, warming up, "
+        "replicas being created, pods not ready); default 0",
+    )
+    d.add_argument(
+        "--ready",
+        type=int,
+        metavar="N",
+        help="units of --current that produce the metrics (instead of --starting: "
+        "--starting is --current minus --ready)",
+    )
+    d.add_argument(
+        "--leaving",
+        type=int,
+        metavar="N",
+        help="units being removed, not part of --current; default 0",
+    )
+    d.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a metric's value (name as in the resource; 'unknown' for unknown)",
+    )
+    d.add_argument("--now", metavar="RFC3339", help="decision time (default: now)")
+    d.add_argument(
+        "--history",
+        metavar="FILE",
+        help="the resource's status.history (or the whole resource with status)",
+    )
+    d.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+
+def _units(args: argparse.Namespace) -> tuple[int, int]:
+    """(starting, leaving) from --starting/--ready/--leaving, checked against --current."""
+    current: int = args.current
+    for flag, value in (("--starting", args.starting), ("--ready", args.ready)):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be >= 0, got {value}")
+        if value is not None and value > current:
+            raise UsageError(f"{flag} {value}: more than --current {current}")
+    if args.leaving is not None and args.leaving < 0:
+        raise UsageError(f"--leaving must be >= 0, got {args.leaving}")
+    starting = args.starting
+    if args.ready is not None:
+        if starting is not None and args.ready + starting != current:
+            raise UsageError(
+                f"--ready {args.ready} + --starting {starting} must equal --current {current}"
+            )
+        starting = current - args.ready
+    return starting or 0, args.leaving or 0
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     resource = _pick(args.file, args.name)
     if args.current < 0:
         raise UsageError(f"--current must be >= 0, got {args.current}")
+    starting, leaving = _units(args)
     try:
         now = (
             datetime.now(UTC)
@@ -123,7 +191,12 @@ def cmd_decide(args: argparse.Namespace) -> int:
         )
     except ValueError:
         raise UsageError(f"--now {args.now!r}: expected an RFC 3339 time") from None
-    obs = Observations(args.current, _metric_args(resource, args.metric or []))
+    obs = Observations(
+        args.current,
+        _metric_args(resource, args.metric or []),
+        starting=starting,
+        leaving=leaving,
+    )
     decision = decide(resource.scaling, obs, _history(args.history), now)
     if args.json:
         print(json.dumps(decision.to_dict(), indent=2))
@@ -135,6 +208,11 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if decision.limited_by is not None:
         print(f"limited by: {decision.limited_by}")
     print(f"bounds: [{decision.min_capacity}, {decision.max_capacity}]")
+    if starting or leaving:
+        print(
+            f"units: {decision.current} = {decision.ready} ready + {decision.starting} "
+            f"starting; {decision.leaving} leaving"
+        )
     for reason in decision.reasons:
         print(f"  - {reason}")
     return 0

@@ -4,7 +4,11 @@ The order of the rules, and why:
 
 1. Effective bounds: schedules active at ``now`` replace min/max.
 2. Per-metric recommendations: target tracking (with tolerance) or step
-   scaling. Missing, errored or stale metrics are *unknown*.
+   scaling. Missing, errored or stale metrics are *unknown*. Capacity in
+   flight: a per-unit (``Value``) metric comes only from the units that are
+   ready, so its need is computed over them; step adjustments count from the
+   ready units too; units starting are capacity already ordered (AWS instance
+   warm-up). Totals (``AverageValue``) are unchanged.
 3. Combination: the highest recommendation wins (scale out if any metric
    asks, scale in only as far as all allow). Unknown metrics never lower
    capacity: with any unknown, the recommendation is at least the current
@@ -14,11 +18,13 @@ The order of the rules, and why:
 4. Activation (min 0 only): 0 -> 1 only when a metric is above its
    activation threshold; 1 -> 0 only when every metric is at or below it.
 5. Stabilization: scale-in follows the highest recommendation of its
-   window, scale-out the lowest of its window.
+   window, scale-out the lowest of its window. A newly seen resource (empty
+   scale-in window) records its current capacity first, as the HPA does.
 6. Cooldowns: no scale-out within scaleOut.cooldownSeconds of the last
    scale-out; no scale-in within scaleIn.cooldownSeconds of the last
-   scale-in *or* scale-out.
-7. Rate limits per direction (units/percent per sliding period).
+   scale-in *or* scale-out. Warm-up: no scale-in while units are starting.
+7. Rate limits per direction (units/percent per sliding period, from the
+   capacity at the start of the period: current minus the net change in it).
 8. Bounds win last: the result is clamped to [min, max], so a schedule that
    raises the floor acts at once, and a capacity above max comes down even
    inside a cooldown.
@@ -32,7 +38,13 @@ from datetime import datetime
 
 from stackscaler.model.spec import MetricSpec, ScalingSpec, TargetType, UnavailableAction
 from stackscaler.policy.history import History
-from stackscaler.policy.rules import effective_bounds, rate_limit, step_scaling, target_tracking
+from stackscaler.policy.rules import (
+    effective_bounds,
+    rate_limit,
+    step_scaling,
+    target_tracking,
+    utilization_need,
+)
 from stackscaler.policy.types import (
     Decision,
     Direction,
@@ -49,8 +61,15 @@ def _fmt(x: float) -> str:
 
 
 def _evaluate(
-    m: MetricSpec, obs: MetricObservation | None, current: int, tolerance: float, t: float
+    m: MetricSpec,
+    obs: MetricObservation | None,
+    current: int,
+    ready: int,
+    *,
+    tolerance: float,
+    t: float,
 ) -> MetricResult:
+    """One metric's recommendation; ``ready < current`` when units are starting."""
     target_value = None if m.target is None else m.target.value
     if obs is None or obs.value is None:
         why = "not observed" if obs is None else (obs.error or "no value")
@@ -69,6 +88,33 @@ def _evaluate(
                 f"{m.name}: stale (newest sample {age:.0f}s old, limit {m.stale_after_seconds}s)",
             )
     value = obs.value
+    in_flight = ready < current
+    if m.target is not None and m.target.type is TargetType.VALUE and in_flight:
+        rec = utilization_need(current, ready, value, m.target, tolerance)
+        ratio = value / m.target.value
+        if ready == 0:
+            how = (
+                f"{_fmt(value)} vs target {_fmt(m.target.value)}, "
+                f"none of the {current} units ready (says nothing about demand)"
+            )
+            note = ""
+        else:
+            how = (
+                f"{_fmt(value)} vs target {_fmt(m.target.value)} (ratio {ratio:.2f}) "
+                f"over the {ready} ready"
+            )
+            note = ""
+            if rec == current and ratio != 1.0:
+                if abs(ratio - 1.0) <= tolerance:
+                    note = f" (within tolerance {tolerance:g})"
+                else:
+                    note = (
+                        f" (need {_fmt(ready * ratio)} within tolerance {tolerance:g} "
+                        f"of the {current} ordered)"
+                    )
+        return MetricResult(
+            m.name, MetricState.KNOWN, value, target_value, rec, f"{m.name}: {how} -> {rec}{note}"
+        )
     if m.target is not None:
         rec = target_tracking(current, value, m.target, tolerance)
         if m.target.type is TargetType.VALUE:
@@ -84,12 +130,57 @@ def _evaluate(
             m.name, MetricState.KNOWN, value, target_value, rec, f"{m.name}: {how} -> {rec}{note}"
         )
     assert m.step_scaling is not None
-    stepped = step_scaling(current, value, m.step_scaling)
+    # AWS step scaling with warm-up: adjustments count from the units that are not
+    # warming up; those are capacity already ordered (compared with ``current`` later).
+    stepped = step_scaling(ready, value, m.step_scaling)
     rec = current if stepped is None else stepped
     band = "no band matches" if stepped is None else f"{m.step_scaling.adjustment_type} band"
+    if in_flight and stepped is not None:
+        band += f" from the {ready} ready"
     return MetricResult(
         m.name, MetricState.KNOWN, value, None, rec, f"{m.name}: {_fmt(value)}, {band} -> {rec}"
     )
+
+
+def _in_flight(
+    spec: ScalingSpec,
+    results: tuple[MetricResult, ...],
+    current: int,
+    starting: int,
+    leaving: int,
+) -> str:
+    """The reason that says how the units starting and leaving were used."""
+    leaving_note = f", {leaving} leaving (not in capacity)" if leaving else ""
+    if not starting:
+        return f"{leaving} leaving (being removed, not in the capacity of {current})"
+    head = f"{starting} of {current} units starting{leaving_note}"
+    ready = current - starting
+    per_unit: list[str] = []  # how each per-unit metric and step policy used the ready units
+    silent: list[str] = []  # per-unit metrics with no unit ready to measure
+    totals: list[str] = []
+    for r, m in zip(results, spec.metrics, strict=True):
+        if r.state is not MetricState.KNOWN:
+            continue
+        if m.step_scaling is not None:
+            per_unit.append(f"{r.name} steps from the {ready} ready -> {r.recommendation}")
+        elif m.target is not None and m.target.type is TargetType.VALUE:
+            if ready == 0:
+                silent.append(r.name)
+            else:
+                per_unit.append(f"{r.name} computed over the {ready} ready -> {r.recommendation}")
+        else:
+            totals.append(r.name)
+    if ready == 0:
+        head += ", none ready"
+    parts = list(per_unit)
+    if silent:
+        parts.append(
+            f"{', '.join(silent)} {'says' if len(silent) == 1 else 'say'} nothing about demand"
+        )
+    if totals:
+        parts.append(f"{', '.join(totals)} {'is a total' if len(totals) == 1 else 'are totals'}")
+    body = "; ".join(parts) + "; " if parts else ""
+    return f"{head}: {body}{current} already ordered"
 
 
 def decide(
@@ -100,17 +191,24 @@ def decide(
         raise ValueError("decide() needs a timezone-aware 'now'")
     t = now.timestamp()
     current = max(0, observations.capacity)
+    starting = min(max(0, observations.starting), current)
+    leaving = max(0, observations.leaving)
+    ready = current - starting
     lo, hi, schedules = effective_bounds(spec, now)
     reasons: list[str] = []
     if schedules:
         reasons.append(f"schedule {', '.join(schedules)} active: bounds [{lo}, {hi}]")
 
-    # 2. per-metric recommendations
+    # 2. per-metric recommendations (per-unit metrics over the units that are ready)
     results = tuple(
-        _evaluate(m, observations.metrics.get(m.name), current, spec.tolerance, t)
+        _evaluate(
+            m, observations.metrics.get(m.name), current, ready, tolerance=spec.tolerance, t=t
+        )
         for m in spec.metrics
     )
     reasons.extend(r.detail for r in results)
+    if starting or leaving:
+        reasons.append(_in_flight(spec, results, current, starting, leaving))
     known = [r for r in results if r.state is MetricState.KNOWN]
     unknown = [r for r in results if r.state is not MetricState.KNOWN]
 
@@ -159,10 +257,17 @@ def decide(
 
     recommendation = raw
     b = spec.behavior
+    # A newly seen resource (or a reset history) records its current capacity as the
+    # first recommendation of its scale-in window, as the HPA does: no scale-in during
+    # its first window. Recorded within the bounds, so the bounds still win.
+    opened = history.with_first_window(
+        t, min(max(current, lo), hi), in_window=b.scale_in.stabilization_window_seconds
+    )
+    first_window = opened is not history
     next_history = History(
         last_scale_out=history.last_scale_out,
         last_scale_in=history.last_scale_in,
-        scale_in_window=history.scale_in_window,
+        scale_in_window=opened.scale_in_window,
         scale_out_window=history.scale_out_window,
         events=history.events,
         consecutive_failures=failures,
@@ -181,9 +286,14 @@ def decide(
         stabilized = min(current, max(proposal, peak if peak is not None else proposal))
         if stabilized > proposal:
             limited = Limit.SCALE_IN_STABILIZATION
+            first = (
+                " (first window: the current capacity counts as its first recommendation)"
+                if first_window
+                else ""
+            )
             reasons.append(
                 f"scale-in stabilization: highest recommendation of the last "
-                f"{b.scale_in.stabilization_window_seconds}s is {stabilized}"
+                f"{b.scale_in.stabilization_window_seconds}s is {stabilized}{first}"
             )
             proposal = stabilized
     elif proposal > current:
@@ -213,20 +323,26 @@ def decide(
             limited = Limit.SCALE_IN_COOLDOWN
             reasons.append(f"scale-in cooldown: {last + b.scale_in.cooldown_seconds - t:.0f}s left")
             proposal = current
+    # warm-up: what the units starting will carry is not known yet (AWS blocks scale-in
+    # until instance warm-up ends)
+    if proposal < current and starting:
+        limited = Limit.WARMUP
+        reasons.append(f"no scale-in while {starting} of {current} units are starting (warm-up)")
+        proposal = current
 
     # 7. rate limits
     if proposal > current and b.scale_out.max_step is not None:
         ms = b.scale_out.max_step
-        added = history.change_in_period(t, ms.period_seconds, increases=True)
-        limit = rate_limit(current, added, ms, increase=True)
+        net = history.net_change_in_period(t, ms.period_seconds)
+        limit = rate_limit(current, net, ms, increase=True)
         if proposal > limit:
             limited = Limit.SCALE_OUT_RATE_LIMIT
             reasons.append(f"scale-out rate limit: at most {limit} within {ms.period_seconds}s")
             proposal = limit
     elif proposal < current and b.scale_in.max_step is not None:
         ms = b.scale_in.max_step
-        removed = history.change_in_period(t, ms.period_seconds, increases=False)
-        limit = rate_limit(current, removed, ms, increase=False)
+        net = history.net_change_in_period(t, ms.period_seconds)
+        limit = rate_limit(current, net, ms, increase=False)
         if proposal < limit:
             limited = Limit.SCALE_IN_RATE_LIMIT
             reasons.append(f"scale-in rate limit: at least {limit} within {ms.period_seconds}s")
@@ -284,4 +400,6 @@ def decide(
         history=next_history,
         history_if_held=held_history,
         headline=headline,
+        starting=starting,
+        leaving=leaving,
     )

@@ -78,15 +78,29 @@ class History:
         """Lowest recommendation recorded within [t - window, t]."""
         return _window_head(self.scale_out_window, t, window)
 
-    def change_in_period(self, t: float, period: float, *, increases: bool) -> int:
-        """Sum of increases (or of decreases, as a positive number) in (t - period, t]."""
-        total = 0
-        for e_t, delta in self.events:
-            if t - period < e_t <= t and (delta > 0) == increases and delta != 0:
-                total += abs(delta)
-        return total
+    def net_change_in_period(self, t: float, period: float) -> int:
+        """Net capacity change (increases minus decreases) in (t - period, t].
+
+        The capacity at the start of the period is the current capacity minus this, in
+        both directions (the HPA's periodStartReplicas: current - added + deleted).
+        """
+        return sum(delta for e_t, delta in self.events if t - period < e_t <= t)
 
     # --- updates (return new histories) -----------------------------------
+
+    def with_first_window(self, t: float, capacity: int, *, in_window: float) -> History:
+        """Open the first scale-in window of a newly seen resource (or a reset history).
+
+        With no scale-in recommendation recorded yet, the current capacity is recorded as
+        the window's first recommendation, as the HPA does for a new autoscaler, so the
+        resource does not scale in before one whole window of its own recommendations.
+        A history that has decided once always holds at least its last recommendation, so
+        an empty scale-in window means exactly "never decided" or "reset". A window of 0
+        seconds has nothing to open.
+        """
+        if self.scale_in_window or in_window <= 0:
+            return self
+        return replace(self, scale_in_window=((t, capacity),))
 
     def with_recommendation(
         self, t: float, value: int, *, in_window: float, out_window: float

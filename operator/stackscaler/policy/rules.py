@@ -46,6 +46,35 @@ def target_tracking(current: int, value: float, target: MetricTarget, tolerance:
     return wanted
 
 
+def utilization_need(
+    capacity: int, ready: int, value: float, target: MetricTarget, tolerance: float
+) -> int:
+    """A ``Value`` (per-unit) target while some units of ``capacity`` are still starting.
+
+    The metric comes only from the ``ready`` units, so the need is computed from them:
+    ``ceil(ready x value / target)`` (the HPA's rule for pods not ready, and AWS's for
+    instances in warm-up). The units starting are capacity already ordered: the answer is
+    compared with ``capacity`` by the caller, never multiplied again.
+
+    Unchanged (``capacity``) while ``value / target`` is within ``1 +- tolerance`` (as
+    with every unit ready), and also while the need is within ``1 +- tolerance`` of the
+    capacity already ordered: that is the ``value / target`` the same demand will read
+    once every ordered unit is ready (and the HPA's tolerance with unready pods counted
+    at 0%), so the answer does not depend on how much of the capacity is still starting.
+    With no unit ready the metric says nothing about demand: unchanged. With
+    ``ready == capacity`` this is exactly :func:`target_tracking`.
+    """
+    if ready <= 0:
+        return capacity
+    ratio = value / target.value
+    if abs(ratio - 1.0) <= tolerance:
+        return capacity
+    exact = ready * ratio
+    if capacity > 0 and abs(exact / capacity - 1.0) <= tolerance:
+        return capacity
+    return max(0, ceil(exact))
+
+
 def step_scaling(current: int, value: float, steps: StepScaling) -> int | None:
     """The capacity the matching band asks for; None when no band contains the value."""
     for step in steps.steps:
@@ -95,17 +124,17 @@ def effective_bounds(spec: ScalingSpec, now: datetime) -> tuple[int, int, tuple[
     return lo, max(lo, hi), tuple(active)
 
 
-def rate_limit(current: int, changed_in_period: int, step: MaxStep, *, increase: bool) -> int:
+def rate_limit(current: int, net_change_in_period: int, step: MaxStep, *, increase: bool) -> int:
     """The furthest capacity reachable in this direction now under ``step``.
 
-    The base is the capacity at the start of the sliding period (current
-    minus the changes already made in it). Units and percent give two limits;
-    ``select`` picks the larger (Max) or smaller (Min) change. A rate limit
-    always allows at least one unit per period, so it never freezes a
-    capacity of 0.
+    The base is the capacity at the start of the sliding period: current minus the net
+    change made in it, scale-outs and scale-ins alike (the HPA's periodStartReplicas =
+    current - added + deleted). Units and percent give two limits; ``select`` picks the
+    larger (Max) or smaller (Min) change. A rate limit always allows at least one unit
+    per period, so it never freezes a capacity of 0; and it never asks to move against
+    its direction (a period that already moved further keeps ``current``).
     """
-    base = current - changed_in_period if increase else current + changed_in_period
-    base = max(base, 0)
+    base = max(current - net_change_in_period, 0)
     allowed: list[int] = []
     if step.units is not None:
         allowed.append(step.units)

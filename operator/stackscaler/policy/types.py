@@ -30,6 +30,8 @@ class Limit(enum.StrEnum):
     SCALE_IN_RATE_LIMIT = "scaleInRateLimit"
     UNKNOWN_METRICS = "unknownMetrics"
     FALLBACK = "fallback"
+    WARMUP = "warmup"
+    """No scale-in while units are starting (AWS: scale-in waits until warm-up ends)."""
 
 
 class MetricState(enum.StrEnum):
@@ -130,10 +132,19 @@ class Decision:
     action that did not happen is not."""
     headline: str = ""
     """One line: what was decided and the main reason (for tables and Events)."""
+    starting: int = 0
+    """Units of ``current`` that were starting (not yet in the metrics), as used."""
+    leaving: int = 0
+    """Units being removed (not in ``current``), as reported."""
 
     @property
     def changed(self) -> bool:
         return self.desired != self.current
+
+    @property
+    def ready(self) -> int:
+        """Units of ``current`` that produced the metrics."""
+        return self.current - self.starting
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,5 +161,8 @@ class Decision:
             "headline": self.headline,
             "reasons": list(self.reasons),
             "metrics": [m.to_dict() for m in self.metrics],
+            "ready": self.ready,
+            "starting": self.starting,
+            "leaving": self.leaving,
             "history": self.history.to_dict(),
         }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +20,16 @@ from tests.integration.conftest import REGION
 DESCRIBE = ("autoscaling", "DescribeAutoScalingGroups")
 SET_DESIRED = ("autoscaling", "SetDesiredCapacity")
 UPDATE = ("autoscaling", "UpdateAutoScalingGroup")
+DESCRIBE_INSTANCES = ("ec2", "DescribeInstances")
+
+
+def at(moment: datetime) -> Callable[[], datetime]:
+    """A clock stopped at ``moment``: the actuator's idea of now, injected."""
+    return lambda: moment
+
+
+LATER = at(datetime.now(UTC) + timedelta(days=1))
+"""Long after every instance a test launches: each InService one is past its warm-up."""
 
 
 def web(
@@ -27,29 +39,33 @@ def web(
     sync: bool = False,
     min_capacity: int = 1,
     max_capacity: int = 10,
+    warmup: int | None = None,
 ) -> Resource:
+    spec: dict[str, Any] = {
+        "target": {
+            "kind": "AutoScalingGroup",
+            "name": group,
+            "region": REGION,
+            "syncMinMax": sync,
+        },
+        "minCapacity": min_capacity,
+        "maxCapacity": max_capacity,
+        "metrics": [
+            {
+                "name": "cpu",
+                "prometheus": {"serverAddress": "http://127.0.0.1:9", "query": "up"},
+                "target": {"type": "Value", "value": 50},
+            }
+        ],
+    }
+    if warmup is not None:
+        spec["warmupSeconds"] = warmup
     return parse_resource(
         {
             "apiVersion": "stackscaler.dev/v1alpha1",
             "kind": "WebTier",
             "metadata": {"name": name or group, "namespace": "shop", "uid": f"uid-{group}"},
-            "spec": {
-                "target": {
-                    "kind": "AutoScalingGroup",
-                    "name": group,
-                    "region": REGION,
-                    "syncMinMax": sync,
-                },
-                "minCapacity": min_capacity,
-                "maxCapacity": max_capacity,
-                "metrics": [
-                    {
-                        "name": "cpu",
-                        "prometheus": {"serverAddress": "http://127.0.0.1:9", "query": "up"},
-                        "target": {"type": "Value", "value": 50},
-                    }
-                ],
-            },
+            "spec": spec,
         }
     )
 
@@ -91,7 +107,7 @@ async def test_observe_counts_in_service_and_reports_desired_and_bounds(
         AutoScalingGroupName="shop-web", InstanceIds=[standby], ShouldDecrementDesiredCapacity=True
     )
 
-    cap = await AsgActuator(aws).observe(web("shop-web"))
+    cap = await AsgActuator(aws, clock=LATER).observe(web("shop-web"))
 
     assert (cap.current, cap.ready, cap.pending, cap.removing) == (2, 2, 0, 0)
     assert (cap.minimum, cap.maximum, cap.busy) == (1, 10, None)
@@ -124,10 +140,11 @@ async def test_observe_classifies_pending_and_terminating_instances(
             answer,
             {"AutoScalingGroupNames": ["shop-web"], "MaxRecords": 100},
         )
-        cap = await AsgActuator(aws).observe(web("shop-web"))
+        cap = await AsgActuator(aws, clock=LATER).observe(web("shop-web"))
         stub.assert_no_pending_responses()
 
     assert (cap.current, cap.ready, cap.pending, cap.removing) == (6, 1, 3, 1)
+    assert cap.starting == 5  # the 3 pending, and 2 of the 6 not launched yet (6 - 4)
 
 
 async def test_apply_sets_desired_capacity_only_when_it_changes(aws: AwsCaller, asg: Any) -> None:
@@ -226,3 +243,88 @@ async def test_unknown_group_fails_alone_in_its_batch(aws: AwsCaller, asg: Any) 
     assert web_again == web_cap
     assert isinstance(gone, TargetNotFound)
     assert "shop-gone" in str(gone) and REGION in str(gone)
+
+
+def launch_times(boto: Any, asg: Any, name: str) -> dict[str, datetime]:
+    """The group's instances and their EC2 LaunchTime, as moto set them (at creation)."""
+    ids = [i["InstanceId"] for i in group(asg, name)["Instances"]]
+    found = boto("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    return {i["InstanceId"]: i["LaunchTime"] for r in found for i in r["Instances"]}
+
+
+async def test_in_service_instances_in_their_warm_up_are_starting_not_ready(
+    aws: AwsCaller, asg: Any, boto: Any
+) -> None:
+    make_group(asg, "shop-web", desired=3, min_size=1, max_size=10)
+    launched = max(launch_times(boto, asg, "shop-web").values())
+    resource = web("shop-web")  # no warmupSeconds, no DefaultInstanceWarmup: 180 s
+
+    early = await AsgActuator(aws, clock=at(launched + timedelta(seconds=179))).observe(resource)
+    late = await AsgActuator(aws, clock=at(launched + timedelta(seconds=180))).observe(resource)
+
+    assert (early.current, early.ready, early.warming, early.starting) == (3, 0, 3, 3)
+    assert early.warmup_seconds == 180
+    assert "3 in warm-up (180 s, the default for AutoScalingGroup targets)" in early.detail
+    assert (late.current, late.ready, late.warming, late.starting) == (3, 3, 0, 0)
+    # the resource's own warm-up wins over the default
+    short = web("shop-web", warmup=30)
+    cap = await AsgActuator(aws, clock=at(launched + timedelta(seconds=60))).observe(short)
+    assert (cap.ready, cap.warmup_seconds) == (3, 30)
+    assert "spec.warmupSeconds" in cap.detail
+
+
+async def test_launch_times_are_read_once_per_instance_and_batched(
+    aws: AwsCaller, asg: Any
+) -> None:
+    for i in range(150):
+        make_group(asg, f"g{i:03d}", desired=1, min_size=0, max_size=5)
+    actuator = AsgActuator(aws, clock=LATER)
+
+    first = await asyncio.gather(*(actuator.observe(web(f"g{i:03d}")) for i in range(150)))
+    assert aws.clients.calls[DESCRIBE] == 2  # ceil(150 / 100)
+    assert aws.clients.calls[DESCRIBE_INSTANCES] == 2  # 150 new instances, 100 per call
+    assert {(c.current, c.ready) for c in first} == {(1, 1)}
+
+    # known launch times are not read again; a new instance's is, in one call
+    asg.set_desired_capacity(AutoScalingGroupName="g000", DesiredCapacity=2)
+    again = await asyncio.gather(*(actuator.observe(web(f"g{i:03d}")) for i in range(150)))
+    assert aws.clients.calls[DESCRIBE_INSTANCES] == 3
+    assert (again[0].current, again[0].ready) == (2, 2)
+
+
+async def test_no_launch_times_are_read_without_a_warm_up(aws: AwsCaller, asg: Any) -> None:
+    make_group(asg, "shop-web", desired=2, min_size=1, max_size=10)
+
+    cap = await AsgActuator(aws).observe(web("shop-web", warmup=0))
+
+    assert (cap.current, cap.ready, cap.starting) == (2, 2, 0)
+    assert aws.clients.calls[DESCRIBE_INSTANCES] == 0
+
+
+async def test_the_groups_default_instance_warmup_applies_when_the_spec_sets_none(
+    aws: AwsCaller, asg: Any, boto: Any
+) -> None:
+    make_group(asg, "shop-web", desired=2, min_size=1, max_size=10)
+    launched = max(launch_times(boto, asg, "shop-web").values())
+    # moto 5.2.5 neither stores nor returns DefaultInstanceWarmup: its own describe
+    # answer with the field a group that sets it has, served by Stubber. The launch
+    # times still come from moto (ec2:DescribeInstances goes to another client).
+    answer = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["shop-web"])
+    answer.pop("ResponseMetadata")
+    answer["AutoScalingGroups"][0]["DefaultInstanceWarmup"] = 600
+    five_minutes = at(launched + timedelta(seconds=300))
+
+    with Stubber(aws.clients.get("autoscaling", REGION, None)) as stub:
+        for _ in range(2):
+            stub.add_response(
+                "describe_auto_scaling_groups",
+                answer,
+                {"AutoScalingGroupNames": ["shop-web"], "MaxRecords": 100},
+            )
+        group_says = await AsgActuator(aws, clock=five_minutes).observe(web("shop-web"))
+        spec_says = await AsgActuator(aws, clock=five_minutes).observe(web("shop-web", warmup=120))
+        stub.assert_no_pending_responses()
+
+    assert (group_says.ready, group_says.warming, group_says.warmup_seconds) == (0, 2, 600)
+    assert "the group's DefaultInstanceWarmup" in group_says.detail
+    assert (spec_says.ready, spec_says.warmup_seconds) == (2, 120)

@@ -1,4 +1,9 @@
-"""The /scale actuator against the real API server."""
+"""The /scale actuator against the real API server.
+
+No controllers run here, so no workload's status ever changes by itself; the
+tests that need replicas ready write the status themselves through the status
+subresource, as the Deployment and StatefulSet controllers do.
+"""
 
 from __future__ import annotations
 
@@ -90,6 +95,7 @@ async def test_observe_and_apply(
         assert result.changed and result.requested == 7
         assert (await actuator.observe(res)).current == 7
         assert actuator.calls["patch_scale"] == 1
+        assert actuator.calls["get_workload"] == 2
     finally:
         await actuator.close()
     apps = client.AppsV1Api(api_client)
@@ -111,13 +117,54 @@ async def test_missing_workload(api_client: client.ApiClient, namespace: str) ->
         await actuator.close()
 
 
+def _set_status(
+    api: client.ApiClient, namespace: str, kind: str, name: str, status: dict[str, Any]
+) -> None:
+    """Write a workload's status as its controller would (none runs here)."""
+    apps = client.AppsV1Api(api)
+    patch: Any = (
+        apps.patch_namespaced_deployment_status
+        if kind == "Deployment"
+        else apps.patch_namespaced_stateful_set_status
+    )
+    patch(name, namespace, {"status": status}, _content_type="application/merge-patch+json")
+
+
+@pytest.mark.parametrize(("kind", "name"), [("Deployment", "web"), ("StatefulSet", "cache")])
+async def test_ready_is_the_available_replicas_and_the_rest_are_starting(
+    api_client: client.ApiClient, namespace: str, kind: str, name: str
+) -> None:
+    _workloads(api_client, namespace)
+    actuator = K8sScaleActuator(api_client)
+    res = _resource(namespace, kind, name)
+    try:
+        await actuator.apply(res, 4, await actuator.observe(res))
+        # 4 asked for, 3 pods exist, 3 ready, 2 of them ready for minReadySeconds
+        _set_status(
+            api_client,
+            namespace,
+            kind,
+            name,
+            {"replicas": 3, "readyReplicas": 3, "availableReplicas": 2, "observedGeneration": 2},
+        )
+        cap = await actuator.observe(res)
+        assert (cap.current, cap.ready, cap.starting, cap.removing) == (4, 2, 2, 0)
+        assert "availableReplicas 2" in cap.detail and "readyReplicas 3" in cap.detail
+
+        # scaled in to 2 while 3 pods still run: 2 ready, 1 leaving
+        await actuator.apply(res, 2, cap)
+        _set_status(api_client, namespace, kind, name, {"availableReplicas": 3})
+        cap = await actuator.observe(res)
+        assert (cap.current, cap.ready, cap.starting, cap.removing) == (2, 2, 0, 1)
+    finally:
+        await actuator.close()
+
+
 async def test_forbidden_names_the_permission(
     api_client: client.ApiClient, namespace: str, controlplane: ControlPlane
 ) -> None:
     _workloads(api_client, namespace)
-    rules = [
-        client.V1PolicyRule(api_groups=["apps"], resources=["deployments/scale"], verbs=["get"])
-    ]
+    rules = [client.V1PolicyRule(api_groups=["apps"], resources=["deployments"], verbs=["get"])]
     with client_as_role(api_client, controlplane, namespace, "reader", rules) as limited:
         actuator = K8sScaleActuator(limited)
         try:
@@ -126,5 +173,25 @@ async def test_forbidden_names_the_permission(
             with pytest.raises(AccessDenied) as info:
                 await actuator.apply(res, 5, cap)
             assert "'patch' on 'deployments/scale'" in str(info.value)
+        finally:
+            await actuator.close()
+
+
+async def test_reading_the_workload_needs_get_on_it_not_only_on_scale(
+    api_client: client.ApiClient, namespace: str, controlplane: ControlPlane
+) -> None:
+    """The grant before capacity in flight (get and patch on /scale only) is not enough."""
+    _workloads(api_client, namespace)
+    rules = [
+        client.V1PolicyRule(
+            api_groups=["apps"], resources=["statefulsets/scale"], verbs=["get", "patch"]
+        )
+    ]
+    with client_as_role(api_client, controlplane, namespace, "scaler", rules) as limited:
+        actuator = K8sScaleActuator(limited)
+        try:
+            with pytest.raises(AccessDenied) as info:
+                await actuator.observe(_resource(namespace, "StatefulSet", "cache"))
+            assert "'get' on 'statefulsets'" in str(info.value)
         finally:
             await actuator.close()

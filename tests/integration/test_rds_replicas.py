@@ -12,7 +12,8 @@ would fail the test; calls it answers are not in the AwsCaller's counter.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -38,6 +39,15 @@ UID = "0f6c1b9e-5a43-4f6e-9d51-0c2d4e0a7b11"
 VALID_ID = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,61}[a-z0-9]$")
 
 
+def at(moment: datetime) -> Callable[[], datetime]:
+    """A clock stopped at ``moment``: the actuator's idea of now, injected."""
+    return lambda: moment
+
+
+LATER = at(datetime.now(UTC) + timedelta(days=1))
+"""Long after every replica a test creates: each available one is past its warm-up."""
+
+
 @pytest.fixture
 async def aws(moto: MotoServer) -> AsyncIterator[AwsCaller]:
     """The operator's caller pointed at moto, with a roomy RDS token bucket.
@@ -58,24 +68,29 @@ async def aws(moto: MotoServer) -> AsyncIterator[AwsCaller]:
         caller.close()
 
 
-def pool(target: dict[str, Any], *, max_capacity: int = 5, uid: str = UID) -> Resource:
+def pool(
+    target: dict[str, Any], *, max_capacity: int = 5, uid: str = UID, warmup: int | None = None
+) -> Resource:
+    spec: dict[str, Any] = {
+        "target": {"region": REGION, **target},
+        "minCapacity": 0,
+        "maxCapacity": max_capacity,
+        "metrics": [
+            {
+                "name": "cpu",
+                "prometheus": {"serverAddress": "http://127.0.0.1:9", "query": "up"},
+                "target": {"type": "Value", "value": 60},
+            }
+        ],
+    }
+    if warmup is not None:
+        spec["warmupSeconds"] = warmup
     return parse_resource(
         {
             "apiVersion": "stackscaler.dev/v1alpha1",
             "kind": "ReadReplicaPool",
             "metadata": {"name": "readers", "namespace": "shop", "uid": uid},
-            "spec": {
-                "target": {"region": REGION, **target},
-                "minCapacity": 0,
-                "maxCapacity": max_capacity,
-                "metrics": [
-                    {
-                        "name": "cpu",
-                        "prometheus": {"serverAddress": "http://127.0.0.1:9", "query": "up"},
-                        "target": {"type": "Value", "value": 60},
-                    }
-                ],
-            },
+            "spec": spec,
         }
     )
 
@@ -164,7 +179,8 @@ async def test_scale_out_creates_tagged_replicas_from_the_template(
         assert rep["DBParameterGroups"][0]["DBParameterGroupName"] == "replicas"
     assert sorted(r["AvailabilityZone"] for r in made.values()) == [f"{REGION}a", f"{REGION}b"]
     after = await actuator.observe(resource)
-    assert (after.current, after.ready, after.pending) == (2, 2, 0)
+    # available at once in moto, but just created: in their warm-up, so starting
+    assert (after.current, after.ready, after.warming, after.pending) == (2, 0, 2, 0)
     assert "shop-db" in instances(rds)  # the source is untouched
 
 
@@ -232,7 +248,7 @@ async def test_scale_in_waits_while_one_of_its_replicas_is_being_deleted(
     rds = boto("rds")
     source(rds)
     resource = pool({"kind": "DBInstance", "name": "shop-db", "engine": "postgres"})
-    actuator = RdsReplicaActuator(aws)
+    actuator = RdsReplicaActuator(aws, clock=LATER)
     await actuator.apply(resource, 2, await actuator.observe(resource))
     first, _ = sorted(replicas_of(rds, "shop-db"))
 
@@ -287,6 +303,55 @@ async def test_unknown_source_is_target_not_found(aws: AwsCaller) -> None:
     resource = pool({"kind": "DBInstance", "name": "no-such-db", "engine": "postgres"})
     with pytest.raises(TargetNotFound, match="no-such-db"):
         await RdsReplicaActuator(aws).observe(resource)
+
+
+async def test_available_replicas_in_their_warm_up_are_starting_not_ready(
+    aws: AwsCaller, boto: Any
+) -> None:
+    rds = boto("rds")
+    source(rds)
+    resource = pool({"kind": "DBInstance", "name": "shop-db", "engine": "postgres"})
+    actuator = RdsReplicaActuator(aws)
+    await actuator.apply(resource, 2, await actuator.observe(resource))
+    created = max(d["InstanceCreateTime"] for d in replicas_of(rds, "shop-db").values())
+
+    def observe(seconds: int, res: Resource = resource) -> Any:
+        return RdsReplicaActuator(aws, clock=at(created + timedelta(seconds=seconds))).observe(res)
+
+    early = await observe(599)  # the default warm-up of a DBInstance target: 600 s
+    late = await observe(600)
+    target = {"kind": "DBInstance", "name": "shop-db", "engine": "postgres"}
+    short = await observe(60, pool(target, warmup=60))
+
+    assert (early.current, early.ready, early.warming, early.starting) == (2, 0, 2, 2)
+    assert early.warmup_seconds == 600
+    assert "2 in warm-up (600 s, the default for DBInstance targets)" in early.detail
+    assert (late.current, late.ready, late.warming, late.starting) == (2, 2, 0, 0)
+    assert (short.ready, short.warmup_seconds) == (2, 60)
+
+
+async def test_replicas_being_created_or_changed_are_starting_beside_warm_ones(
+    aws: AwsCaller, boto: Any
+) -> None:
+    rds = boto("rds")
+    source(rds)
+    resource = pool({"kind": "DBInstance", "name": "shop-db", "engine": "postgres"})
+    actuator = RdsReplicaActuator(aws, clock=LATER)
+    await actuator.apply(resource, 4, await actuator.observe(resource))
+    a, b, c, _ = sorted(replicas_of(rds, "shop-db"))
+
+    # moto has no such states: its own answers, three statuses changed (see top).
+    changed = {a: "creating", b: "modifying", c: "deleting"}
+    with Stubber(aws.clients.get("rds", REGION, None)) as stub:
+        for answer in moto_answers(rds, "shop-db", changed):
+            stub.add_response("describe_db_instances", answer)
+        cap = await actuator.observe(resource)
+        stub.assert_no_pending_responses()
+
+    # current: the available one and the two being created or changed; the one
+    # being deleted is leaving, not capacity
+    assert (cap.current, cap.ready, cap.pending, cap.warming, cap.removing) == (3, 1, 2, 0, 1)
+    assert cap.starting == 2
 
 
 def aurora(rds: Any) -> None:
@@ -345,6 +410,30 @@ async def test_aurora_readers_are_added_and_removed(aws: AwsCaller, boto: Any) -
     assert aws.clients.calls[DELETE] == 2  # its two readers, one per apply
     left = instances(rds, Filters=[{"Name": "db-cluster-id", "Values": ["shop-aurora"]}])
     assert set(left) == {"shop-aurora-writer", "analytics"}
+
+
+async def test_aurora_readers_in_their_warm_up_are_starting(aws: AwsCaller, boto: Any) -> None:
+    rds = boto("rds")
+    aurora(rds)
+    resource = pool({"kind": "DBCluster", "name": "shop-aurora"})
+    await AuroraReaderActuator(aws).apply(
+        resource, 2, await AuroraReaderActuator(aws).observe(resource)
+    )
+    cluster = instances(rds, Filters=[{"Name": "db-cluster-id", "Values": ["shop-aurora"]}])
+    foreign = cluster["analytics"]["InstanceCreateTime"]
+    newest = max(d["InstanceCreateTime"] for d in cluster.values())
+
+    early = await AuroraReaderActuator(aws, clock=at(newest + timedelta(seconds=10))).observe(
+        resource
+    )
+    late = await AuroraReaderActuator(aws, clock=at(newest + timedelta(seconds=600))).observe(
+        resource
+    )
+
+    # the writer is no reader; "analytics" (made by hand) warms up like any reader
+    assert newest - foreign < timedelta(seconds=590)
+    assert (early.current, early.ready, early.warming) == (2, 0, 2)
+    assert (late.current, late.ready, late.warming) == (2, 2, 0)
 
 
 async def test_aurora_cluster_without_a_writer_gets_no_reader(aws: AwsCaller, boto: Any) -> None:

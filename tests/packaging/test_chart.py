@@ -430,6 +430,14 @@ def test_default_render(helm: Helm) -> None:
 # --- RBAC ---------------------------------------------------------------------------
 
 READ = {"get", "list", "watch"}
+WORKLOAD_GRANTS = {
+    # the workload's spec.replicas and ready replicas (status) are read from the object
+    # itself; the only write is to /scale
+    "deployments": {"get"},
+    "statefulsets": {"get"},
+    "deployments/scale": {"patch"},
+    "statefulsets/scale": {"patch"},
+}
 
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
@@ -443,9 +451,9 @@ def test_rbac_never_touches_secrets_nor_specs(helm: Helm, option: str) -> None:
             assert verbs <= READ, f"{resource}: {verbs} writes the spec"
         if resource.endswith("/status"):
             assert group == "stackscaler.dev", resource
-        if group == "apps":
-            assert resource in ("deployments/scale", "statefulsets/scale"), resource
-            assert verbs == {"get", "patch"}
+        if group == "apps":  # read the workloads, write only their /scale
+            assert resource in WORKLOAD_GRANTS, resource
+            assert verbs == WORKLOAD_GRANTS[resource]
     # every binding binds a rendered role to the operator's ServiceAccount, and only that
     sa = workload(docs)["spec"]["template"]["spec"]["serviceAccountName"]
     role_names = {
@@ -466,8 +474,7 @@ def test_default_rbac_is_exactly_what_the_operator_needs(helm: Helm) -> None:
         **{("stackscaler.dev", k): READ for k in KINDS},
         **{("stackscaler.dev", f"{k}/status"): {"get", "patch", "update"} for k in KINDS},
         ("", "events"): {"create", "patch"},
-        ("apps", "deployments/scale"): {"get", "patch"},
-        ("apps", "statefulsets/scale"): {"get", "patch"},
+        **{("apps", resource): verbs for resource, verbs in WORKLOAD_GRANTS.items()},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     }
 
@@ -488,11 +495,12 @@ def test_roles_are_split_into_read_and_write(helm: Helm) -> None:
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
     assert role_rules(docs, "workloads") == [
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get"]},
         {
             "apiGroups": ["apps"],
             "resources": ["deployments/scale", "statefulsets/scale"],
-            "verbs": ["get", "patch"],
-        }
+            "verbs": ["patch"],
+        },
     ]
 
 

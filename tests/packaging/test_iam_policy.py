@@ -24,7 +24,7 @@ by AWS for a call the code makes (``sts:TagSession`` for the session tags of
 ``sts:AssumeRole``), NO_PERMISSION_NEEDED are called but need no grant
 (``sts:GetCallerIdentity``).
 
-IAM action names: for the six services used here, every IAM action is named
+IAM action names: for the seven services used here, every IAM action is named
 after its API operation under the service prefix (``rds:CreateDBInstanceReadReplica``
 for ``CreateDBInstanceReadReplica``), as the Service Authorization Reference
 lists them; a new service must be added to IAM_PREFIX on purpose.
@@ -57,6 +57,7 @@ IAM_PREFIX: dict[str, str] = {
     # boto3 service name -> IAM service prefix
     "autoscaling": "autoscaling",
     "cloudwatch": "cloudwatch",
+    "ec2": "ec2",
     "elasticache": "elasticache",
     "rds": "rds",
     "sqs": "sqs",

@@ -86,6 +86,30 @@ CASES: list[Case] = [
         "must be >= 5, got 1",
     ),
     Case(
+        "negative-warmup",
+        _m("WebTier", ("spec.warmupSeconds", -1)),
+        "spec.warmupSeconds",
+        "must be >= 0, got -1",
+    ),
+    Case(
+        "warmup-over-an-hour",  # AWS's DefaultInstanceWarmup is 0-3600 too
+        _m("ReadReplicaPool", ("spec.warmupSeconds", 3601)),
+        "spec.warmupSeconds",
+        "must be <= 3600, got 3601",
+    ),
+    Case(
+        "warmup-with-unit",
+        _m("CachePool", ("spec.warmupSeconds", "10m")),
+        "spec.warmupSeconds",
+        "must be an integer, got string '10m'",
+    ),
+    Case(
+        "fractional-warmup",
+        _m("WorkerPool", ("spec.warmupSeconds", 90.5)),
+        "spec.warmupSeconds",
+        "must be an integer",
+    ),
+    Case(
         "bad-mode",
         _m("WebTier", ("spec.mode", "dryrun")),
         "spec.mode",

@@ -98,11 +98,15 @@ How the operator is scoped, from watchNamespaces:
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* Rules: scale Deployments and StatefulSets through /scale only. */}}
+{{/* Rules: read Deployments and StatefulSets (spec.replicas and the ready replicas in
+their status), scale them through /scale only. */}}
 {{- define "stackscaler.rules.workloads" -}}
 - apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get"]
+- apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 {{- end }}
 
 {{/* Rules: kopf's peering objects (cluster-scoped when watching every namespace). */}}

@@ -5,6 +5,26 @@ the policy works from (units serving plus units being added, so nothing is
 ordered twice) and the target's own bounds; ``apply`` changes the target
 toward ``desired`` only when it differs from what is there, and says what it
 did. Actuators batch internally where the provider allows (ASG describes).
+
+Capacity in flight, the contract with the reconciler and the policy:
+
+- ``current``: every unit serving or ordered (an ASG's DesiredCapacity, the
+  replicas that exist or are being created). The policy decides from it.
+- ``ready``: the units of ``current`` that produce the metrics now: serving
+  (InService, ``available``, an available pod) AND past their warm-up
+  (``spec.warmupSeconds``, see :func:`stackscaler.model.spec.warmup`).
+  ``0 <= ready <= current``.
+- ``starting = current - ready``: ordered but not yet in the metrics:
+  launching, in warm-up, being created or changed, not yet launched at all,
+  not ready. The reconciler passes it to the policy as
+  ``Observations.starting``; ``pending`` and ``warming`` only break it down
+  for the detail (and do not always add up to it: an ASG's units not yet
+  launched are in neither).
+- ``removing``: units being removed; not part of ``current``. The policy
+  gets it as ``Observations.leaving``.
+
+A unit whose state or launch time is unknown is not counted ready: it has
+not been seen producing the metrics.
 """
 
 from __future__ import annotations
@@ -18,13 +38,13 @@ from stackscaler.model.spec import Resource
 @dataclass(frozen=True)
 class Capacity:
     current: int
-    """Capacity the policy decides from: ready + pending."""
+    """Capacity the policy decides from: units serving plus units ordered."""
     ready: int
-    """Units serving now (InService instances, available replicas)."""
+    """Units of ``current`` that produce the metrics now: serving and past their warm-up."""
     pending: int = 0
-    """Units being added (Pending instances, replicas being created)."""
+    """Units being added that do not serve yet (Pending instances, replicas being created)."""
     removing: int = 0
-    """Units being removed (terminating instances, replicas being deleted)."""
+    """Units being removed (terminating instances, replicas being deleted): not in ``current``."""
     minimum: int | None = None
     """The target's own lower bound (ASG MinSize), if it has one."""
     maximum: int | None = None
@@ -38,6 +58,15 @@ class Capacity:
     tags: tuple[tuple[str, str], ...] = ()
     """The target's own tags, where its describe call returns them (ASG): for tenancy."""
     detail: str = ""
+    warming: int = 0
+    """Units serving but still in their warm-up (part of ``starting``)."""
+    warmup_seconds: int | None = None
+    """The warm-up applied to this observation, where the actuator applies one."""
+
+    @property
+    def starting(self) -> int:
+        """Units ordered that do not produce the metrics yet: ``current - ready``, at least 0."""
+        return max(0, self.current - self.ready)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,19 @@
-"""Kubernetes workloads through their /scale subresource (Deployment, StatefulSet).
+"""Kubernetes workloads: read the Deployment or StatefulSet, scale it through /scale.
 
 The synchronous kubernetes client runs in a bounded thread pool, never on the
-event loop. The capacity is the scale's ``spec.replicas`` (what has been
-asked for, as the HPA counts it); ``status.replicas`` is reported as ready.
-The operator's Role needs only ``get`` and ``patch`` on ``deployments/scale``
-and ``statefulsets/scale``.
+event loop. One GET of the workload gives both numbers: the capacity is its
+``spec.replicas`` (what has been asked for, as the HPA counts it), and the
+ready units are its ``status.availableReplicas`` (pods ready for at least the
+workload's ``minReadySeconds``: the workload's own warm-up; a StatefulSet
+without the field reports ``readyReplicas``), at most ``spec.replicas``. The
+rest of ``spec.replicas`` is starting: pods not created yet, not ready or not
+ready long enough. Pods beyond ``spec.replicas`` (``status.replicas`` above
+it) are removing. ``spec.warmupSeconds`` is not read here: set the workload's
+minReadySeconds instead.
+
+The operator's Role needs ``get`` on ``deployments`` and ``statefulsets``
+(the read) and ``patch`` on ``deployments/scale`` and ``statefulsets/scale``
+(the change): nothing else of the workload can be written.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ class K8sScaleActuator:
             max_workers=max_workers, thread_name_prefix="stackscaler-k8s"
         )
         self.calls: Counter[str] = Counter()
-        """API calls made, by verb: get_scale, patch_scale."""
+        """API calls made, by verb: get_workload, patch_scale."""
 
     async def _run(self, verb: str, what: str, fn: Callable[[], T]) -> T:
         self.calls[verb] += 1
@@ -68,21 +77,12 @@ class K8sScaleActuator:
     async def observe(self, resource: Resource) -> Capacity:
         target, namespace, what = self._target(resource)
         read = (
-            self._apps.read_namespaced_deployment_scale
+            self._apps.read_namespaced_deployment
             if target.kind == "Deployment"
-            else self._apps.read_namespaced_stateful_set_scale
+            else self._apps.read_namespaced_stateful_set
         )
-        scale: Any = await self._run("get_scale", what, partial(read, target.name, namespace))
-        wanted = int(scale.spec.replicas or 0)
-        have = int((scale.status.replicas if scale.status else 0) or 0)
-        return Capacity(
-            current=wanted,
-            is_setpoint=True,
-            ready=min(have, wanted),
-            pending=max(0, wanted - have),
-            removing=max(0, have - wanted),
-            detail=f"{what}: spec.replicas {wanted}, status.replicas {have}",
-        )
+        workload: Any = await self._run("get_workload", what, partial(read, target.name, namespace))
+        return workload_capacity(what, workload)
 
     async def apply(self, resource: Resource, desired: int, observed: Capacity) -> ApplyResult:
         target, namespace, what = self._target(resource)
@@ -103,16 +103,49 @@ class K8sScaleActuator:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+def workload_capacity(what: str, workload: Any) -> Capacity:
+    """The capacity of a Deployment or StatefulSet as the API server reports it."""
+    wanted = int(workload.spec.replicas or 0) if workload.spec else 0
+    status = workload.status
+    pods = int((status.replicas if status else 0) or 0)
+    ready_pods = int((status.ready_replicas if status else 0) or 0)
+    available = status.available_replicas if status else None
+    counted = ready_pods if available is None else int(available)
+    ready = min(counted, wanted)
+    generation = workload.metadata.generation if workload.metadata else None
+    observed = status.observed_generation if status else None
+    stale = generation is not None and observed is not None and observed < generation
+    min_ready = int(getattr(workload.spec, "min_ready_seconds", None) or 0)
+    detail = (
+        f"{what}: spec.replicas {wanted}, status.replicas {pods}, readyReplicas {ready_pods}, "
+        + (
+            f"availableReplicas {int(available)}"
+            if available is not None
+            else "no availableReplicas (readyReplicas counted)"
+        )
+        + (f" (minReadySeconds {min_ready})" if min_ready else "")
+        + (f"; the status is of generation {observed}, not {generation} yet" if stale else "")
+    )
+    return Capacity(
+        current=wanted,
+        is_setpoint=True,
+        ready=ready,
+        pending=wanted - ready,
+        removing=max(0, pods - wanted),
+        detail=detail,
+    )
+
+
 def _translate(exc: ApiException, verb: str, what: str) -> StackscalerError:
     resource = _RESOURCES.get(what.split(" ", 1)[0], "workloads")
-    action = "get" if verb == "get_scale" else "patch"
+    action, on = ("get", resource) if verb == "get_workload" else ("patch", f"{resource}/scale")
     reason = (exc.reason or "").strip()
     if exc.status == 404:
         return TargetNotFound(f"{what} does not exist ({reason})")
     if exc.status in (401, 403):
         return AccessDenied(
-            f"{what}: {action} {resource}/scale is forbidden ({reason}); grant the operator's "
-            f"ServiceAccount '{action}' on '{resource}/scale' in apps"
+            f"{what}: {action} {on} is forbidden ({reason}); grant the operator's "
+            f"ServiceAccount '{action}' on '{on}' in apps"
         )
     if exc.status == 429:
         retry = (exc.headers or {}).get("Retry-After") if exc.headers else None
@@ -124,4 +157,4 @@ def _translate(exc: ApiException, verb: str, what: str) -> StackscalerError:
         return TemporaryError(f"{what}: conflict, retrying ({reason})", delay=1.0)
     if exc.status >= 500:
         return TemporaryError(f"{what}: API server error {exc.status} ({reason})")
-    return PermanentError(f"{what}: {action} {resource}/scale rejected: {exc.status} {reason}")
+    return PermanentError(f"{what}: {action} {on} rejected: {exc.status} {reason}")

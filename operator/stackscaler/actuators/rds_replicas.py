@@ -1,10 +1,14 @@
 """RDS read replicas of a source instance, and Aurora readers of a cluster.
 
-The capacity is the number of replicas (readers): available ones are ready,
+The capacity is the number of replicas (readers): available ones serve,
 ones being created or changed are pending, and ``current`` counts both, so a
-replica that is still being created is never ordered twice. Replicas in
-other states (stopped, failed, storage-full) serve nothing and count in
-neither, but still count against the engine's replica limit.
+replica that is still being created is never ordered twice. ``ready`` counts
+the available ones created (InstanceCreateTime) at least the resource's
+warm-up ago (``spec.warmupSeconds``, else 600 s): a replica in its warm-up is
+warming (its buffer pool is cold), starting like the pending ones. Replicas
+being deleted are removing, not capacity. Replicas in other states (stopped,
+failed, storage-full) serve nothing and count in none, but still count
+against the engine's replica limit.
 
 Scale-out creates up to ``desired - current`` replicas from the resource's
 replica template, each tagged ``stackscaler.dev/owner-uid`` (the resource's
@@ -29,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stackscaler.actuators.base import ApplyResult, Capacity
+from stackscaler.actuators.warmup import Clock, past_warmup, utcnow
 from stackscaler.aws.clients import AwsCaller, RoleRef
 from stackscaler.errors import PermanentError
 from stackscaler.model.crds import RDS_MAX_REPLICAS, RDS_MAX_REPLICAS_COMMERCIAL
@@ -37,6 +42,8 @@ from stackscaler.model.spec import (
     DBInstanceTarget,
     ReplicaTemplate,
     Resource,
+    Warmup,
+    warmup,
 )
 
 OWNER_UID_TAG = "stackscaler.dev/owner-uid"
@@ -54,7 +61,7 @@ ENGINE_REPLICA_LIMITS: dict[str, int] = {
 AURORA_MAX_READERS = 15
 """Aurora replicas (readers) per cluster."""
 
-READY_STATES = frozenset({"available", "storage-optimization"})
+SERVING_STATES = frozenset({"available", "storage-optimization"})
 """Serving reads (storage optimization keeps the instance fully operational)."""
 
 PENDING_STATES = frozenset(
@@ -124,8 +131,13 @@ class Member:
     instance_class: str | None = None
 
     @property
-    def ready(self) -> bool:
-        return self.status in READY_STATES
+    def available(self) -> bool:
+        """Serving reads (it may still be in its warm-up)."""
+        return self.status in SERVING_STATES
+
+    def warm(self, now: datetime, seconds: int) -> bool:
+        """Available, and created at least ``seconds`` before ``now``."""
+        return self.available and past_warmup(self.created, now, seconds)
 
     @property
     def pending(self) -> bool:
@@ -167,23 +179,39 @@ class Fleet:
     protected: frozenset[str] = frozenset()
     """Identifiers that are never deleted (the source, the writers)."""
 
-    def capacity(self, uid: str | None, noun: str) -> Capacity:
-        ready = sum(1 for m in self.members if m.ready)
+    def capacity(
+        self,
+        uid: str | None,
+        noun: str,
+        warmup: Warmup | None = None,
+        now: datetime | None = None,
+    ) -> Capacity:
+        """ready: available and past the warm-up; warming: available, in it (none without one)."""
+        seconds = warmup.seconds if warmup is not None else 0
+        at = now or utcnow()
+        available = sum(1 for m in self.members if m.available)
+        ready = sum(1 for m in self.members if m.warm(at, seconds))
         pending = sum(1 for m in self.members if m.pending)
         removing = sum(1 for m in self.members if m.removing)
-        other = len(self.members) - ready - pending - removing
+        other = len(self.members) - available - pending - removing
         own = sum(1 for m in self.members if uid is not None and m.owner_uid == uid)
+        serving = f"{available} {noun}s available"
+        if warmup is not None and seconds:
+            serving += (
+                f" ({ready} warm, {available - ready} in warm-up ({seconds} s, {warmup.source}))"
+            )
         detail = (
-            f"{ready} {noun}s available, {pending} being created or changed, "
-            f"{removing} being deleted"
+            f"{serving}, {pending} being created or changed, {removing} being deleted"
             + (f", {other} in other states" if other else "")
             + f"; {own} created by this resource; {self.engine} allows {self.limit}"
         )
         return Capacity(
-            current=ready + pending,
+            current=available + pending,
             ready=ready,
             pending=pending,
             removing=removing,
+            warming=available - ready,
+            warmup_seconds=None if warmup is None else seconds,
             minimum=0,
             maximum=self.limit,
             busy=self.busy,
@@ -238,8 +266,9 @@ class _ReplicaActuator:
 
     noun = "replica"
 
-    def __init__(self, caller: AwsCaller) -> None:
+    def __init__(self, caller: AwsCaller, *, clock: Clock = utcnow) -> None:
         self._caller = caller
+        self._clock = clock
 
     # --- per kind ---------------------------------------------------------------
 
@@ -289,7 +318,7 @@ class _ReplicaActuator:
 
     async def observe(self, resource: Resource) -> Capacity:
         fleet = await self._read(resource)
-        return fleet.capacity(resource.uid, self.noun)
+        return fleet.capacity(resource.uid, self.noun, warmup(resource), self._clock())
 
     async def apply(self, resource: Resource, desired: int, observed: Capacity) -> ApplyResult:
         target = self._target(resource)
@@ -304,7 +333,7 @@ class _ReplicaActuator:
                 detail=f"already {observed.current} {self.noun}s",
             )
         fleet = await self._read(resource)  # act on what is there now, not on a snapshot
-        now = fleet.capacity(resource.uid, self.noun)
+        now = fleet.capacity(resource.uid, self.noun, warmup(resource), self._clock())
         requested = min(desired, fleet.limit)
         clamped = self._clamp_note(desired, fleet.limit, target)
         if fleet.busy:
@@ -371,7 +400,7 @@ class _ReplicaActuator:
     ) -> ApplyResult:
         uid = resource.uid
         own = [m for m in fleet.members if uid and m.owner_uid == uid]
-        current = sum(1 for m in fleet.members if m.ready or m.pending)
+        current = sum(1 for m in fleet.members if m.available or m.pending)
 
         def wait(why: str) -> ApplyResult:
             return ApplyResult(requested, False, clamped, detail=why)
@@ -385,7 +414,7 @@ class _ReplicaActuator:
                 f"waiting for {', '.join(adding)} to become available before removing a {self.noun}"
             )
         candidates = [
-            m for m in newest_first(own) if m.ready and m.identifier not in fleet.protected
+            m for m in newest_first(own) if m.available and m.identifier not in fleet.protected
         ]
         if not candidates:
             return wait(

@@ -44,6 +44,18 @@ RDS_MAX_REPLICAS_COMMERCIAL = 5
 ELASTICACHE_MAX_REPLICAS = 5
 BACKLOG_METRIC = "backlog"
 """Name of WorkerPool's implicit SQS queue metric (reserved)."""
+WARMUP_SECONDS_MAX = 3600
+"""The longest warm-up (AWS allows 0-3600 s of DefaultInstanceWarmup too)."""
+WARMUP_SECONDS_BY_TARGET: dict[str, int] = {
+    "AutoScalingGroup": 180,  # EC2 boot, health check, caches
+    "DBInstance": 600,  # an RDS read replica
+    "DBCluster": 600,  # an Aurora reader
+    "ReplicationGroup": 600,  # an ElastiCache replica
+    "Deployment": 30,  # pod start and readiness
+    "StatefulSet": 30,
+}
+"""``spec.warmupSeconds`` when a resource sets none (an Auto Scaling group's own
+DefaultInstanceWarmup comes first): the simulator's warm-up per target kind."""
 
 # Patterns are read by the API server's Go regexp (RE2 syntax) and, through
 # schema.python_regex, by Python: RE2's \x{...} escapes and its end-of-text `$`
@@ -592,6 +604,32 @@ def _scaling_properties(max_capacity: int, *, metrics_min: int | None) -> dict[s
     }
 
 
+_WARMUP_NOTES = {
+    "AutoScalingGroup": "the group's DefaultInstanceWarmup if set, else {s} (from EC2 LaunchTime)",
+    "DBInstance": "{s} (from InstanceCreateTime)",
+    "DBCluster": "{s} (from InstanceCreateTime)",
+    "ReplicationGroup": "{s} (from CacheClusterCreateTime)",
+    "Deployment": "{s}, for `stackscaler simulate` only: the operator counts availableReplicas, "
+    "so the workload's minReadySeconds is its warm-up",
+}
+_WARMUP_NOTES["StatefulSet"] = _WARMUP_NOTES["Deployment"]
+
+
+def _warmup(target_kinds: list[str]) -> JSON:
+    """spec.warmupSeconds, with the defaults of this kind's target kinds (alike ones joined)."""
+    notes: dict[str, list[str]] = {}
+    for k in target_kinds:
+        notes.setdefault(_WARMUP_NOTES[k].format(s=WARMUP_SECONDS_BY_TARGET[k]), []).append(k)
+    defaults = "; ".join(f"{', '.join(kinds)}: {note}" for note, kinds in notes.items())
+    return integer(
+        "Seconds a new unit (instance, replica, node) takes to contribute to its metrics, from "
+        "its launch. Until then it is starting: capacity already ordered, not yet in the "
+        f"metrics. Default by target kind: {defaults}.",
+        minimum=0,
+        maximum=WARMUP_SECONDS_MAX,
+    )
+
+
 def _scaling_rules(*, needs_metrics: bool) -> list[Rule]:
     rules = [
         rule(
@@ -1049,7 +1087,11 @@ def spec_schema(kind: str) -> JSON:
                 field_path=".maxCapacity",
             )
         )
-    props = {"target": target, **props}
+    props = {
+        "target": target,
+        **props,
+        "warmupSeconds": _warmup(target["properties"]["kind"]["enum"]),
+    }
     required = ["target", "maxCapacity"]
     if kind == "WorkerPool":
         props = {

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stackscaler.errors import FieldError, InvalidSpec
-from stackscaler.model.crds import BACKLOG_METRIC
+from stackscaler.model.crds import BACKLOG_METRIC, WARMUP_SECONDS_BY_TARGET
 from stackscaler.model.cron import CronExpression, CronSyntaxError
 from stackscaler.model.validation import validate_document
 
@@ -190,6 +190,9 @@ class ScalingSpec:
     on_metrics_unavailable: OnMetricsUnavailable = OnMetricsUnavailable()
     mode: Mode = Mode.ACTIVE
     poll_interval_seconds: int = 30
+    warmup_seconds: int | None = None
+    """``spec.warmupSeconds``: how long a new unit takes to contribute to its metrics.
+    None when the resource sets none: the target's default applies (:func:`warmup`)."""
 
     def metric(self, name: str) -> MetricSpec:
         for m in self.metrics:
@@ -289,6 +292,33 @@ class Resource:
         return f"{self.namespace or 'default'}/{self.name}"
 
 
+@dataclass(frozen=True)
+class Warmup:
+    """The warm-up a resource's units get, and where it comes from (for reasons)."""
+
+    seconds: int
+    source: str
+    """spec.warmupSeconds, the target's own setting, or the target kind's default."""
+
+    def __str__(self) -> str:
+        return f"warm-up {self.seconds} s ({self.source})"
+
+
+def warmup(resource: Resource, *, target_setting: tuple[int, str] | None = None) -> Warmup:
+    """How long a new unit of ``resource`` takes to contribute to its metrics.
+
+    ``spec.warmupSeconds`` when set; else ``target_setting`` (the target's own
+    value and its name, as an Auto Scaling group's DefaultInstanceWarmup);
+    else the default of the target kind (:data:`WARMUP_SECONDS_BY_TARGET`).
+    """
+    if resource.scaling.warmup_seconds is not None:
+        return Warmup(resource.scaling.warmup_seconds, "spec.warmupSeconds")
+    if target_setting is not None:
+        return Warmup(*target_setting)
+    kind = resource.target.kind
+    return Warmup(WARMUP_SECONDS_BY_TARGET[kind], f"the default for {kind} targets")
+
+
 def backlog_per_worker_for_latency(acceptable_seconds: float, seconds_per_message: float) -> float:
     """The AWS SQS recipe: the backlog one worker clears within the acceptable latency.
 
@@ -379,6 +409,7 @@ class _Builder:
             ),
             mode=Mode(spec["mode"]),
             poll_interval_seconds=spec["pollIntervalSeconds"],
+            warmup_seconds=spec.get("warmupSeconds"),
         )
 
 

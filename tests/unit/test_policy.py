@@ -569,8 +569,12 @@ def test_totals_are_unchanged_by_units_starting() -> None:
         d = decide(spec, inflight(10, starting, backlog=3000), History(), NOW)
         assert d.desired == 30
         assert d.metrics[0].recommendation == 30
+    # a backlog is demand itself, whoever serves it: it scales in while workers start
     shrink = decide(spec, inflight(10, 3, backlog=200), History(), NOW)
-    assert (shrink.desired, shrink.limited_by) == (10, Limit.WARMUP)
+    assert (shrink.desired, shrink.limited_by) == (2, None)
+    mixed = scaling([metric("backlog", 100, "AverageValue"), metric("cpu", 50)])
+    held = decide(mixed, inflight(10, 3, backlog=200, cpu=10), History(), NOW)
+    assert (held.desired, held.limited_by) == (10, Limit.WARMUP)  # a per-unit metric: wait
 
 
 AWS_STEPS = {

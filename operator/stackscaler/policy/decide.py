@@ -22,7 +22,8 @@ The order of the rules, and why:
    scale-in window) records its current capacity first, as the HPA does.
 6. Cooldowns: no scale-out within scaleOut.cooldownSeconds of the last
    scale-out; no scale-in within scaleIn.cooldownSeconds of the last
-   scale-in *or* scale-out. Warm-up: no scale-in while units are starting.
+   scale-in *or* scale-out. Warm-up: no scale-in while units are starting,
+   when a metric reads load per ready unit (Value targets, step scaling).
 7. Rate limits per direction (units/percent per sliding period, from the
    capacity at the start of the period: current minus the net change in it).
 8. Bounds win last: the result is clamped to [min, max], so a schedule that
@@ -183,6 +184,14 @@ def _in_flight(
     return f"{head}: {body}{current} already ordered"
 
 
+def _per_unit(spec: ScalingSpec) -> bool:
+    """Whether a metric reads load per ready unit (a Value target, or step scaling)."""
+    return any(
+        m.step_scaling is not None or (m.target is not None and m.target.type is TargetType.VALUE)
+        for m in spec.metrics
+    )
+
+
 def decide(
     spec: ScalingSpec, observations: Observations, history: History, now: datetime
 ) -> Decision:
@@ -323,9 +332,10 @@ def decide(
             limited = Limit.SCALE_IN_COOLDOWN
             reasons.append(f"scale-in cooldown: {last + b.scale_in.cooldown_seconds - t:.0f}s left")
             proposal = current
-    # warm-up: what the units starting will carry is not known yet (AWS blocks scale-in
-    # until instance warm-up ends)
-    if proposal < current and starting:
+    # warm-up: what the units starting will carry of a per-unit metric is not known yet
+    # (AWS blocks scale-in until instance warm-up ends); totals and backlogs measure
+    # demand itself, whoever serves it, so they scale in as before
+    if proposal < current and starting and _per_unit(spec):
         limited = Limit.WARMUP
         reasons.append(f"no scale-in while {starting} of {current} units are starting (warm-up)")
         proposal = current

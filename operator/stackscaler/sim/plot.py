@@ -10,7 +10,7 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
-from stackscaler.cli.files import UsageError
+from stackscaler.errors import StackscalerError
 from stackscaler.sim.run import Report
 
 MISSING = (
@@ -19,9 +19,13 @@ MISSING = (
 )
 
 
+class PlotUnavailable(StackscalerError):
+    """``--plot`` was asked for but matplotlib is not installed (the CLI says how to get it)."""
+
+
 def require_matplotlib() -> None:
     if importlib.util.find_spec("matplotlib") is None:
-        raise UsageError(MISSING)
+        raise PlotUnavailable(MISSING)
 
 
 def plot(reports: Sequence[Report], out: str) -> None:

@@ -223,6 +223,7 @@ def test_web_tier_scales_out_on_cloudwatch_cpu_and_stops_at_max(
     del spec["schedules"]  # time-of-day independent bounds
     spec["maxCapacity"] = 8  # above fallbackCapacity 6: reaching 8 is the CPU's doing
     spec["pollIntervalSeconds"] = 5
+    spec["warmupSeconds"] = 0  # moto's instances serve at once: each tick sees them all ready
     spec["behavior"]["scaleOut"] = {"cooldownSeconds": 0, "maxStep": {"units": 10}}
     kube.apply(web)
     before = generations(kube, namespace, [("WebTier", "web")])

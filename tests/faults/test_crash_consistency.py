@@ -76,6 +76,7 @@ def test_asg_action_survives_a_crash_before_it_was_recorded(
                 ],
                 "behavior": behavior(),
                 "pollIntervalSeconds": 5,
+                "warmupSeconds": 0,  # moto's instances serve at once: no warm-up to wait for
             },
         }
     )
@@ -162,6 +163,7 @@ def test_replica_action_survives_a_crash_and_keeps_its_cooldown(
                 ],
                 "behavior": behavior(),
                 "pollIntervalSeconds": 5,
+                "warmupSeconds": 0,  # moto's instances serve at once: no warm-up to wait for
             },
         }
     )

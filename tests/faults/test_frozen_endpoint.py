@@ -77,6 +77,7 @@ def web_tier(ns: str, name: str, group: str, **target: Any) -> dict[str, Any]:
                 "scaleIn": {"cooldownSeconds": 600, "stabilizationWindowSeconds": 600},
             },
             "pollIntervalSeconds": 5,
+            "warmupSeconds": 0,  # moto's instances serve at once: no warm-up to wait for
         },
     }
 

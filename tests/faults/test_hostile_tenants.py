@@ -149,6 +149,7 @@ def web_tier(ns: str, name: str, group: str, **target: Any) -> dict[str, Any]:
                 "scaleIn": {"cooldownSeconds": 0, "stabilizationWindowSeconds": 60},
             },
             "pollIntervalSeconds": 5,
+            "warmupSeconds": 0,  # moto's instances serve at once: no warm-up to wait for
         },
     }
 

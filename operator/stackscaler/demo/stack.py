@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stackscaler import API_GROUP, API_VERSION
-from stackscaler.model.crds import KINDS
+from stackscaler.model.crds import KINDS, WARMUP_SECONDS_BY_TARGET
 from stackscaler.model.spec import (
     AutoScalingGroupTarget,
     CloudWatchSource,
@@ -181,6 +181,11 @@ def _time_overrides(doc: dict[str, Any], factor: float) -> list[str]:
         step = b.get("maxStep")
         if step:
             step["periodSeconds"] = _scaled(int(step["periodSeconds"]), factor, 1)
+    kind = str(spec["target"]["kind"])
+    warmup = spec.get("warmupSeconds", WARMUP_SECONDS_BY_TARGET.get(kind, 0))
+    spec["warmupSeconds"] = _scaled(int(warmup), factor)
+    if warmup:
+        changes.append(f"warm-up {warmup}->{spec['warmupSeconds']} s")
     return changes
 
 

@@ -18,6 +18,7 @@ the last 5 and 3 weeks are replayed (runtime). The claims of issue 11 are checke
 end, PASS or FAIL, as measured; then the speed of the 58-day replay.
 
     python -m bench.run [--quick] [--fine] [--jobs N] [--json OUT] [--plot OUT.png]
+        [--starting-seconds S] [--tolerance T] [--scale-in-window S]   (variants)
 """
 
 from __future__ import annotations
@@ -110,11 +111,30 @@ LAST_DAYS = {"retail": 35, "ramp": 21}
 peak, Black Friday and Cyber Monday), the ramp's last three (before, one unit is enough)."""
 
 
-def cases(quick: bool, starting_seconds: float | None = None) -> list[Case]:
+def variant(tier: Resource, tolerance: float | None, scale_in_window: int | None) -> Resource:
+    """The tier with another tolerance or scale-in stabilization window (the default policy's
+    settings; the HPA and target tracking keep their own)."""
+    spec = tier.scaling
+    if tolerance is not None:
+        spec = replace(spec, tolerance=tolerance)
+    if scale_in_window is not None:
+        b = spec.behavior
+        scale_in = replace(b.scale_in, stabilization_window_seconds=scale_in_window)
+        spec = replace(spec, behavior=replace(b, scale_in=scale_in))
+    return replace(tier, scaling=spec)
+
+
+def cases(
+    quick: bool,
+    starting_seconds: float | None = None,
+    *,
+    tolerance: float | None = None,
+    scale_in_window: int | None = None,
+) -> list[Case]:
     """The traces and how each is replayed; ``starting_seconds``: the default policy is told
     a new unit is starting for that long (the operator's ``warmupSeconds``)."""
-    out = [Case(nasa_trace(), bench_tier(), RunConfig(scale=100.0, capacity_per_unit=PER_INSTANCE))]
-    tier = bench_tier()
+    tier = variant(bench_tier(), tolerance, scale_in_window)
+    out = [Case(nasa_trace(), tier, RunConfig(scale=100.0, capacity_per_unit=PER_INSTANCE))]
     for key, make in traces.ALL.items():
         t = make()
         per_row = PER_INSTANCE * t.step_seconds / 60.0  # one instance, per row interval
@@ -417,11 +437,23 @@ def main(argv: list[str] | None = None) -> int:
         help="tell the default policy a new unit is starting for S seconds (the operator's "
         "warmupSeconds; default: until it serves, as the CRD default)",
     )
+    p.add_argument("--tolerance", type=float, help="a variant: the default policy's tolerance")
+    p.add_argument(
+        "--scale-in-window",
+        type=int,
+        metavar="S",
+        help="a variant: the default policy's scale-in stabilization window (seconds)",
+    )
     p.add_argument("--json", metavar="OUT", help="also write every run as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="draw the frontiers (needs matplotlib)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    all_cases = cases(args.quick, args.starting_seconds)
+    all_cases = cases(
+        args.quick,
+        args.starting_seconds,
+        tolerance=args.tolerance,
+        scale_in_window=args.scale_in_window,
+    )
     targets = FINE_TARGETS if args.fine else TARGETS
     results = run_all(all_cases, targets, max(1, args.jobs))
     sweep_s = time.perf_counter() - t0

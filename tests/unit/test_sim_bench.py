@@ -44,3 +44,13 @@ def test_cases_scale_synthetic_traces_to_their_peak() -> None:
     assert bursts.cfg.step_seconds == 10
     assert bursts.cfg.capacity_per_unit == bench.PER_INSTANCE / 6
     assert cases["step-10x"].cfg.capacity_per_unit == 2000
+
+
+def test_variants_change_only_the_default_policys_settings() -> None:
+    tier = bench.variant(bench.bench_tier(), 0.1, 300)
+    assert tier.scaling.tolerance == 0.1
+    assert tier.scaling.behavior.scale_in.stabilization_window_seconds == 300
+    assert tier.scaling.behavior.scale_out == bench.bench_tier().scaling.behavior.scale_out
+    assert bench.variant(bench.bench_tier(), None, None) == bench.bench_tier()
+    told = bench.cases(quick=True, starting_seconds=300)
+    assert {c.cfg.starting_seconds for c in told} == {300}

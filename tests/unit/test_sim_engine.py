@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import gzip
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stackscaler.model.spec import Resource, parse_resource
+from stackscaler.policy.rules import effective_bounds
 from stackscaler.sim.model import Pool, feed_spec, target_utilization
 from stackscaler.sim.policies import oracle_plan
-from stackscaler.sim.run import RunConfig, compare, resample, run
+from stackscaler.sim.run import RunConfig, compare, prepare, resample, run, schedule_changes
 from stackscaler.sim.trace import Trace, TraceError, load_trace, nasa_trace, parse_trace
 
 
@@ -273,3 +275,33 @@ def test_the_embedded_nasa_trace() -> None:
     t = nasa_trace()
     assert len(t.demand) == 84_332
     assert t.step_seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("start", "step"),
+    [
+        (datetime(2026, 3, 5, tzinfo=UTC), 60.0),  # over the spring-forward change (8 March)
+        (datetime(2026, 10, 29, tzinfo=UTC), 17.0),  # over the fall-back change (1 November)
+    ],
+)
+def test_schedule_bounds_evaluated_at_their_changes_equal_every_step(
+    start: datetime, step: float
+) -> None:
+    r = tier(
+        schedules=[
+            {"name": "office", "cron": "30 1 * * MON-FRI", "timeZone": "America/New_York",
+             "durationSeconds": 36000, "minCapacity": 4},
+            {"name": "night", "cron": "0 23 * * *", "timeZone": "Europe/Berlin",
+             "durationSeconds": 7200, "minCapacity": 6, "maxCapacity": 8},
+        ]
+    )  # fmt: skip
+    n = int(7 * 86400 / step)
+    trace = Trace("flat", step, (1.0,) * n)
+    cfg = RunConfig(step_seconds=step, start=start)
+    got = prepare(r, trace, cfg).need
+    want = []
+    for i in range(n):
+        lo, hi, active = effective_bounds(r.scaling, start + timedelta(seconds=i * step))
+        want.append(min(max(2, lo), hi) if active else 2)  # 1 demand at 50%: 2 units
+    assert list(got) == want
+    assert schedule_changes(r.scaling, start, start + timedelta(days=7))

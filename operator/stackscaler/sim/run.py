@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stackscaler.model.spec import Resource
+from stackscaler.model.spec import Resource, ScalingSpec
 from stackscaler.policy.rules import effective_bounds
 from stackscaler.sim.hpa import HpaController
 from stackscaler.sim.model import (
@@ -149,14 +150,37 @@ def resample(trace: Trace, step_seconds: float, scale: float) -> list[float]:
     return out
 
 
+def schedule_changes(spec: ScalingSpec, start: datetime, end: datetime) -> list[datetime]:
+    """Every instant within (start, end] at which a schedule window opens or closes."""
+    points: list[datetime] = []
+    minute = timedelta(minutes=1)
+    for sched in spec.schedules:
+        duration = timedelta(seconds=sched.duration_seconds)
+        t = start - duration - minute
+        while t <= end:
+            fire = sched.cron.next_fire_after(t, sched.time_zone, end - t + minute)
+            if fire is None:
+                break
+            points += [fire, fire + duration]
+            t = fire
+    return sorted(p for p in points if start < p <= end)
+
+
 def _needs(resource: Resource, demand: Sequence[float], cfg: RunConfig, target: float) -> list[int]:
     spec = resource.scaling
     lo, hi = spec.min_capacity, spec.max_capacity
     need = [min(max(units_needed(d, cfg.capacity_per_unit, target), lo), hi) for d in demand]
     if spec.schedules:  # schedule floors are the user's promise too
+        # the bounds change only when a window opens or closes: evaluate them there
+        end = cfg.start + timedelta(seconds=len(need) * cfg.step_seconds)
+        changes = deque(schedule_changes(spec, cfg.start, end))
+        s_lo, s_hi, active = effective_bounds(spec, cfg.start)
         for i in range(len(need)):
             now = cfg.start + timedelta(seconds=i * cfg.step_seconds)
-            s_lo, s_hi, active = effective_bounds(spec, now)
+            if changes and changes[0] <= now:
+                while changes and changes[0] <= now:
+                    changes.popleft()
+                s_lo, s_hi, active = effective_bounds(spec, now)
             if active:
                 need[i] = min(max(need[i], s_lo), s_hi)
     return need

@@ -26,7 +26,7 @@ from stackscaler.sim.hpa import (
 )
 from stackscaler.sim.model import FeedSpec, Pool, Signals, feed_spec
 from stackscaler.sim.policies import DecideController
-from stackscaler.sim.run import RunConfig, compare, run
+from stackscaler.sim.run import RunConfig, compare, controller, prepare, run
 from stackscaler.sim.target_tracking import TargetTrackingController
 from stackscaler.sim.trace import Trace
 
@@ -325,3 +325,16 @@ def test_default_policy_is_told_starting_for_the_operators_warmup(
     assert p.starting == 0 and seen[-1] == want - 2  # ... but still starting for the operator
     ctl.desired(15, datetime.fromtimestamp(t0 + 300, UTC), p, signals)
     assert seen[-1] == 0
+
+
+def test_the_tiers_warmup_seconds_is_what_the_default_policy_counts() -> None:
+    trace = Trace("flat", 60.0, (10.0,) * 10)
+    r = tier(warmupSeconds=300)
+    prep = prepare(r, trace, RunConfig())
+    ctl = controller("default", r, prep, RunConfig())
+    assert isinstance(ctl, DecideController) and ctl.starting_seconds == 300
+    told = controller("default", r, prep, RunConfig(starting_seconds=240))
+    assert isinstance(told, DecideController) and told.starting_seconds == 240
+    plain = controller("default", tier(), prep, RunConfig())
+    assert isinstance(plain, DecideController) and plain.starting_seconds is None
+    assert prep.warmup == 180  # the world's warm-up is the target kind's, not the spec's

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from stackscaler.model.crds import BACKLOG_METRIC
+from stackscaler.model.crds import BACKLOG_METRIC, WARMUP_SECONDS_BY_TARGET
 from stackscaler.model.spec import (
     CloudWatchSource,
     MetricSpec,
@@ -22,15 +22,9 @@ from stackscaler.model.spec import (
     TargetType,
 )
 
-# Warm-up defaults by target kind: seconds from launch until a unit serves.
-WARMUP_BY_TARGET = {
-    "AutoScalingGroup": 180.0,  # EC2 boot + health check
-    "DBInstance": 600.0,  # RDS read replica creation
-    "DBCluster": 600.0,  # Aurora reader
-    "ReplicationGroup": 600.0,  # ElastiCache replica
-    "Deployment": 30.0,  # pod start + readiness
-    "StatefulSet": 30.0,
-}
+WARMUP_BY_TARGET = {kind: float(s) for kind, s in WARMUP_SECONDS_BY_TARGET.items()}
+"""Seconds from launch until a unit serves, by target kind: the CRD's warmupSeconds defaults
+(EC2 boot and health check 180, RDS replica and ElastiCache replica 600, pods 30)."""
 CLOUDWATCH_DELAY_SECONDS = 60.0
 """A CloudWatch datapoint can be read about a minute after its period ends."""
 PROMETHEUS_SCRAPE_SECONDS = 30.0

@@ -211,10 +211,8 @@ def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) ->
     feeds = [feed_spec(m, cfg.step_seconds) for m in spec.metrics]
     if name == "default":
         starting = cfg.starting_seconds
-        if starting is None:
-            # the operator's own warm-up when the tier sets one (spec.warmupSeconds)
-            own: int | None = getattr(spec, "warmup_seconds", None)
-            starting = None if own is None else float(own)
+        if starting is None and spec.warmup_seconds is not None:
+            starting = float(spec.warmup_seconds)  # the operator's own (spec.warmupSeconds)
         return DecideController(
             name,
             spec,

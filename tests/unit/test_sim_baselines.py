@@ -336,5 +336,7 @@ def test_the_tiers_warmup_seconds_is_what_the_default_policy_counts() -> None:
     told = controller("default", r, prep, RunConfig(starting_seconds=240))
     assert isinstance(told, DecideController) and told.starting_seconds == 240
     plain = controller("default", tier(), prep, RunConfig())
-    assert isinstance(plain, DecideController) and plain.starting_seconds is None
+    # as the operator counts it: the group's 180 s to serve + a 60 s CloudWatch period
+    # and its 60 s delivery, until a datapoint includes the new unit
+    assert isinstance(plain, DecideController) and plain.starting_seconds == 300
     assert prep.warmup == 180  # the world's warm-up is the target kind's, not the spec's

@@ -624,7 +624,9 @@ def _warmup(target_kinds: list[str]) -> JSON:
     return integer(
         "Seconds a new unit (instance, replica, node) takes to contribute to its metrics, from "
         "its launch. Until then it is starting: capacity already ordered, not yet in the "
-        f"metrics. Default by target kind: {defaults}.",
+        f"metrics. Default by target kind: {defaults}; a default is the time until the unit "
+        "serves, to which the operator adds the time until a datapoint of a per-unit "
+        "CloudWatch metric includes it (its periodSeconds plus 60 s of delivery).",
         minimum=0,
         maximum=WARMUP_SECONDS_MAX,
     )

@@ -304,19 +304,55 @@ class Warmup:
         return f"warm-up {self.seconds} s ({self.source})"
 
 
-def warmup(resource: Resource, *, target_setting: tuple[int, str] | None = None) -> Warmup:
-    """How long a new unit of ``resource`` takes to contribute to its metrics.
+CLOUDWATCH_DELIVERY_SECONDS = 60
+"""How late CloudWatch's newest complete period arrives, on top of the period itself."""
 
-    ``spec.warmupSeconds`` when set; else ``target_setting`` (the target's own
-    value and its name, as an Auto Scaling group's DefaultInstanceWarmup);
-    else the default of the target kind (:data:`WARMUP_SECONDS_BY_TARGET`).
+
+def metric_lag(resource: Resource) -> int:
+    """Seconds from a unit serving to the first datapoint of its per-unit metrics that
+    includes it fully: the longest CloudWatch period of a per-unit metric (a Value
+    target or step scaling) plus CloudWatch's delivery delay. 0 without such a metric
+    (totals and backlogs measure demand, whoever serves it) and for Prometheus, whose
+    query decides its own window (count it in warmupSeconds).
+    """
+    lags = [
+        m.source.period_seconds + CLOUDWATCH_DELIVERY_SECONDS
+        for m in resource.scaling.metrics
+        if isinstance(m.source, CloudWatchSource)
+        and (
+            m.step_scaling is not None
+            or (m.target is not None and m.target.type is TargetType.VALUE)
+        )
+    ]
+    return max(lags, default=0)
+
+
+def warmup(resource: Resource, *, target_setting: tuple[int, str] | None = None) -> Warmup:
+    """How long a new unit of ``resource`` counts as starting: until it contributes to
+    its metrics.
+
+    ``spec.warmupSeconds`` when set; else ``target_setting`` (the target's own value
+    and its name, as an Auto Scaling group's DefaultInstanceWarmup, which AWS defines
+    the same way); else the default of the target kind
+    (:data:`WARMUP_SECONDS_BY_TARGET`: the time until a unit serves) plus
+    :func:`metric_lag`, the time until the first datapoint of its per-unit metrics
+    includes it. Without the lag, a unit that just began to serve would count as
+    ready while the newest datapoint still measured the load on fewer units, and
+    the need would be multiplied by it again.
     """
     if resource.scaling.warmup_seconds is not None:
         return Warmup(resource.scaling.warmup_seconds, "spec.warmupSeconds")
     if target_setting is not None:
         return Warmup(*target_setting)
     kind = resource.target.kind
-    return Warmup(WARMUP_SECONDS_BY_TARGET[kind], f"the default for {kind} targets")
+    serve, lag = WARMUP_SECONDS_BY_TARGET[kind], metric_lag(resource)
+    if not lag:
+        return Warmup(serve, f"the default for {kind} targets")
+    return Warmup(
+        serve + lag,
+        f"the default for {kind} targets: {serve} s to serve + {lag} s until a datapoint "
+        "includes it",
+    )
 
 
 def backlog_per_worker_for_latency(acceptable_seconds: float, seconds_per_message: float) -> float:

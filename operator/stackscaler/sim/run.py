@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stackscaler.model.spec import Resource, ScalingSpec
+from stackscaler.model.spec import warmup as operator_warmup
 from stackscaler.policy.rules import effective_bounds
 from stackscaler.sim.hpa import HpaController
 from stackscaler.sim.model import (
@@ -211,8 +212,8 @@ def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) ->
     feeds = [feed_spec(m, cfg.step_seconds) for m in spec.metrics]
     if name == "default":
         starting = cfg.starting_seconds
-        if starting is None and spec.warmup_seconds is not None:
-            starting = float(spec.warmup_seconds)  # the operator's own (spec.warmupSeconds)
+        if starting is None:  # what the operator's actuators count as starting
+            starting = float(operator_warmup(resource).seconds)
         return DecideController(
             name,
             spec,

@@ -29,6 +29,7 @@ from tests.e2e.conftest import (
     eventually,
     suffix,
 )
+from tests.faults.specs import cpu_web_tier
 from tests.integration.conftest import REGION
 
 pytestmark = pytest.mark.controlplane
@@ -54,32 +55,7 @@ def test_asg_action_survives_a_crash_before_it_was_recorded(
     group = f"web-{suffix()}"
     aws.group_with_template(group, desired=2, max_size=50)
     aws.cpu(group, 100.0)
-    kube.apply(
-        {
-            "apiVersion": API_VERSION,
-            "kind": "WebTier",
-            "metadata": {"name": "web", "namespace": namespace},
-            "spec": {
-                "target": {"kind": "AutoScalingGroup", "name": group, "region": REGION},
-                "minCapacity": 1,
-                "maxCapacity": 40,
-                "metrics": [
-                    {
-                        "name": "cpu",
-                        "target": {"value": 50},
-                        "cloudWatch": {
-                            "namespace": "AWS/EC2",
-                            "metricName": "CPUUtilization",
-                            "dimensions": [{"name": "AutoScalingGroupName", "value": group}],
-                        },
-                    }
-                ],
-                "behavior": behavior(),
-                "pollIntervalSeconds": 5,
-                "warmupSeconds": 0,  # moto's instances serve at once: no warm-up to wait for
-            },
-        }
-    )
+    kube.apply(cpu_web_tier(namespace, "web", group))
     rec: Recorder = recorder("WebTier", namespace, "web", probe=lambda: aws.desired(group))
     op = operator(namespace, env=CRASH)
     assert crashed(op) == 137

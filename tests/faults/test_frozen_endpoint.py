@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import (
-    API_VERSION,
     Aws,
     Kube,
     OperatorProcess,
@@ -32,8 +31,9 @@ from tests.e2e.conftest import (
     eventually,
     suffix,
 )
+from tests.faults.specs import cpu_web_tier
 from tests.integration.aws_faults import ThreadedFaultProxy
-from tests.integration.conftest import REGION, MotoServer
+from tests.integration.conftest import MotoServer
 
 pytestmark = pytest.mark.controlplane
 
@@ -49,37 +49,6 @@ def proxy(moto_server: MotoServer) -> Iterator[ThreadedFaultProxy]:
     finally:
         p.proxy.thaw()
         p.stop()
-
-
-def web_tier(ns: str, name: str, group: str, **target: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WebTier",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "target": {"kind": "AutoScalingGroup", "name": group, "region": REGION, **target},
-            "minCapacity": 1,
-            "maxCapacity": 40,
-            "metrics": [
-                {
-                    "name": "cpu",
-                    "target": {"value": 50},
-                    "cloudWatch": {
-                        "namespace": "AWS/EC2",
-                        "metricName": "CPUUtilization",
-                        "dimensions": [{"name": "AutoScalingGroupName", "value": group}],
-                        **({"roleArn": target["roleArn"]} if "roleArn" in target else {}),
-                    },
-                }
-            ],
-            "behavior": {
-                "scaleOut": {"cooldownSeconds": 600, "maxStep": {"units": 100}},
-                "scaleIn": {"cooldownSeconds": 600, "stabilizationWindowSeconds": 600},
-            },
-            "pollIntervalSeconds": 5,
-            "warmupSeconds": 0,  # moto's instances serve at once: no warm-up to wait for
-        },
-    }
 
 
 def probe(op: OperatorProcess, path: str) -> int:
@@ -102,7 +71,7 @@ def test_a_frozen_endpoint_is_reported_late_and_recovers(
     group = f"web-{suffix()}"
     aws.group_with_template(group, desired=2, max_size=50)
     aws.cpu(group, 50.0)  # on target
-    kube.apply(web_tier(namespace, "web", group))
+    kube.apply(cpu_web_tier(namespace, "web", group))
     rec: Recorder = recorder("WebTier", namespace, "web")
     op = operator(namespace, env={"STACKSCALER_AWS_ENDPOINT_URL": proxy.proxy.endpoint})
 
@@ -150,8 +119,8 @@ def test_a_role_arn_tier_never_freezes_the_operator(
         aws.group_with_template(group, desired=2, max_size=50)
         aws.cpu(group, 100.0)
     kube.apply(
-        web_tier(namespace, "with-role", with_role, roleArn=ROLE),
-        web_tier(namespace, "without", without),
+        cpu_web_tier(namespace, "with-role", with_role, roleArn=ROLE),
+        cpu_web_tier(namespace, "without", without),
     )
     op = operator(namespace)
 

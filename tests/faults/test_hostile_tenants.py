@@ -26,7 +26,6 @@ import yaml
 from kubernetes import client
 
 from tests.e2e.conftest import (
-    API_VERSION,
     Aws,
     Kube,
     Recorder,
@@ -35,7 +34,7 @@ from tests.e2e.conftest import (
     eventually,
     suffix,
 )
-from tests.integration.conftest import REGION
+from tests.faults.specs import cpu_web_tier
 
 pytestmark = pytest.mark.controlplane
 
@@ -123,39 +122,8 @@ def _namespace(api: client.ApiClient, stem: str) -> str:
     return name
 
 
-def web_tier(ns: str, name: str, group: str, **target: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WebTier",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "target": {"kind": "AutoScalingGroup", "name": group, "region": REGION, **target},
-            "minCapacity": 1,
-            "maxCapacity": 20,
-            "metrics": [
-                {
-                    "name": "cpu",
-                    "target": {"value": 50},
-                    "cloudWatch": {
-                        "namespace": "AWS/EC2",
-                        "metricName": "CPUUtilization",
-                        "dimensions": [{"name": "AutoScalingGroupName", "value": group}],
-                        "periodSeconds": 60,
-                    },
-                }
-            ],
-            "behavior": {
-                "scaleOut": {"cooldownSeconds": 600, "maxStep": {"units": 100}},
-                "scaleIn": {"cooldownSeconds": 0, "stabilizationWindowSeconds": 60},
-            },
-            "pollIntervalSeconds": 5,
-            "warmupSeconds": 0,  # moto's instances serve at once: no warm-up to wait for
-        },
-    }
-
-
 def prometheus_tier(ns: str, name: str, group: str, address: str) -> dict[str, Any]:
-    doc = web_tier(ns, name, group)
+    doc = cpu_web_tier(ns, name, group, max_capacity=20)
     doc["spec"]["metrics"] = [
         {
             "name": "requests",
@@ -215,14 +183,14 @@ def test_a_hostile_namespace_changes_nothing_outside_its_grant_while_a_good_tier
             }
         )
     )
-    kube.apply(web_tier(good_ns, "web", good))
+    kube.apply(cpu_web_tier(good_ns, "web", good))
     rec: Recorder = recorder("WebTier", good_ns, "web", probe=lambda: aws.desired(good))
     op = operator(good_ns, evil_ns, args=("--tenancy", str(tenancy)))
     rec.wait_ticks(2, after=0, what="the good tier ticks")
 
     hostile = {
-        "foreign-role": web_tier(evil_ns, "foreign-role", evil, roleArn=OTHER_ACCOUNT_ROLE),
-        "not-granted": web_tier(evil_ns, "not-granted", good),
+        "foreign-role": cpu_web_tier(evil_ns, "foreign-role", evil, roleArn=OTHER_ACCOUNT_ROLE),
+        "not-granted": cpu_web_tier(evil_ns, "not-granted", good),
         "internal-url": prometheus_tier(evil_ns, "internal-url", evil, internal.url + "/secrets"),
         "huge": prometheus_tier(evil_ns, "huge", evil, endless.url),
     }
@@ -290,15 +258,15 @@ def test_three_tiers_on_one_group_the_oldest_keeps_it(
     group = f"shared-{suffix()}"
     aws.group_with_template(group, desired=2, max_size=50)
     aws.cpu(group, 100.0)
-    kube.apply(web_tier(namespace, "first", group))
+    kube.apply(cpu_web_tier(namespace, "first", group))
     eventually(
         lambda: kube.get("WebTier", namespace, "first")["metadata"]["creationTimestamp"],
         what="first created",
     )
     time.sleep(1.1)  # creationTimestamp has 1 s resolution: "first" is strictly older
-    kube.apply(web_tier(namespace, "second", group))
+    kube.apply(cpu_web_tier(namespace, "second", group))
     time.sleep(1.1)  # and "second" strictly older than "third": it takes over next
-    kube.apply(web_tier(namespace, "third", group))
+    kube.apply(cpu_web_tier(namespace, "third", group))
     op = operator(namespace)
 
     def settled() -> None:

@@ -1,9 +1,15 @@
-"""ReadReplicaPool end to end: tagged replicas up to the bounds, only its own removed.
+"""Replica lifecycle: tagged replicas, counted while creating, only its own deleted, one by one.
 
 moto cannot evaluate the pool's CloudWatch SEARCH expression, so its metric is
 unknown throughout: the replica count is driven by the bounds, which win even
 while metrics are unknown (and even inside stack.yaml's 30-minute scale-in
 cooldown).
+
+moto makes a replica ``available`` the moment it is created; RDS takes many
+minutes. The operator's AWS calls go through a proxy that reports the pool's
+replicas as ``creating`` (moto's answer, that one field changed) until the
+test lets them finish: meanwhile they count as capacity and nothing more is
+ordered.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from tests.e2e.conftest import (
     suffix,
     tags,
 )
+from tests.faults.support import ScriptedProxy
 from tests.integration.conftest import REGION
 
 pytestmark = pytest.mark.controlplane
@@ -36,7 +43,13 @@ OWNER_UID, OWNER = "stackscaler.dev/owner-uid", "stackscaler.dev/owner"
 
 
 def test_replica_pool_creates_tagged_replicas_and_deletes_only_its_own_one_per_tick(
-    aws: Aws, kube: Kube, operator: Any, recorder: Any, namespace: str
+    *,
+    aws: Aws,
+    kube: Kube,
+    operator: Any,
+    recorder: Any,
+    namespace: str,
+    aws_proxy: ScriptedProxy,
 ) -> None:
     source = f"db-{suffix()}"
     prefix = f"{source}-ro-"
@@ -53,7 +66,8 @@ def test_replica_pool_creates_tagged_replicas_and_deletes_only_its_own_one_per_t
     rec: Recorder = recorder(
         "ReadReplicaPool", namespace, name, probe=lambda: frozenset(aws.replicas_of(source))
     )
-    op = operator(namespace)
+    aws_proxy.creating.add(prefix)  # RDS takes minutes to create a replica
+    op = operator(namespace, env={"STACKSCALER_AWS_ENDPOINT_URL": aws_proxy.endpoint})
 
     # up to minCapacity: three replicas, tagged, from the template, spread over the zones
     def three() -> dict[str, dict[str, Any]]:
@@ -77,6 +91,15 @@ def test_replica_pool_creates_tagged_replicas_and_deletes_only_its_own_one_per_t
         m.split(":")[0]
         for m in event_messages(kube, "ReadReplicaPool", namespace, name, "ScaledOut")
     ] == ["0 -> 3"]
+
+    # still creating: they count as capacity, and nothing more is ordered
+    creating = rec.wait_ticks(4, after=0, what="three ticks while the replicas create")
+    for t in creating[1:]:
+        assert (t.current, t.desired, t.direction) == (3, 3, "None"), t.decision
+    assert aws_proxy.rewritten >= 3 * 3  # the operator saw each of them creating, each tick
+    assert aws_proxy.forwarded["CreateDBInstanceReadReplica"] == 3
+    assert set(aws.replicas_of(source)) == set(own)
+    aws_proxy.creating.clear()  # created
 
     # a replica made by hand, with the pool's own prefix but without its tags
     foreign = f"{prefix}manual"

@@ -12,10 +12,11 @@ from botocore.stub import Stubber
 
 from stackscaler.actuators.asg import AsgActuator
 from stackscaler.actuators.base import Capacity
-from stackscaler.aws import AwsCaller
-from stackscaler.errors import TargetNotFound
+from stackscaler.aws import AwsCaller, AwsSettings
+from stackscaler.errors import TargetNotFound, Throttled
 from stackscaler.model.spec import Resource, parse_resource
-from tests.integration.conftest import REGION
+from tests.integration.aws_faults import FaultProxy
+from tests.integration.conftest import REGION, MotoServer
 
 DESCRIBE = ("autoscaling", "DescribeAutoScalingGroups")
 SET_DESIRED = ("autoscaling", "SetDesiredCapacity")
@@ -328,3 +329,31 @@ async def test_the_groups_default_instance_warmup_applies_when_the_spec_sets_non
     assert (group_says.ready, group_says.warming, group_says.warmup_seconds) == (0, 2, 600)
     assert "the group's DefaultInstanceWarmup" in group_says.detail
     assert (spec_says.ready, spec_says.warmup_seconds) == (2, 120)
+
+
+async def test_a_failed_batch_names_only_each_resources_own_group(
+    moto: MotoServer, asg: Any
+) -> None:
+    """Groups of several namespaces share a describe; its error must not tell one
+    namespace the names of another's groups (found by the throttling fault scenario)."""
+    for name in ("shop-web", "blog-web", "team-web"):
+        make_group(asg, name, desired=2, min_size=1, max_size=10)
+    proxy = FaultProxy(moto.endpoint)
+    await proxy.start()
+    caller = AwsCaller(AwsSettings(default_region=REGION, endpoint_url=proxy.endpoint))
+    try:
+        proxy.fail("Throttling", status=400, operation="DescribeAutoScalingGroups")
+        actuator = AsgActuator(caller)
+        names = ("shop-web", "blog-web", "team-web")
+        errors = await asyncio.gather(
+            *(actuator.observe(web(n)) for n in names), return_exceptions=True
+        )
+    finally:
+        caller.close()
+        await proxy.stop()
+    assert proxy.received["DescribeAutoScalingGroups"] >= 1
+    for name, err in zip(names, errors, strict=True):
+        assert isinstance(err, Throttled), err
+        others = [n for n in names if n != name]
+        assert str(err).startswith(f"Auto Scaling group {name}: ")
+        assert not any(o in str(err) for o in others), str(err)

@@ -33,6 +33,7 @@ MinSize/MaxSize are first set to the resource's minCapacity/maxCapacity.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +43,7 @@ from stackscaler.actuators.base import ApplyResult, Capacity
 from stackscaler.actuators.warmup import Clock, LaunchTimes, past_warmup, utcnow
 from stackscaler.aws.clients import AwsCaller, RoleRef
 from stackscaler.batching import Coalescer
-from stackscaler.errors import PermanentError, TargetNotFound
+from stackscaler.errors import PermanentError, StackscalerError, TargetNotFound
 from stackscaler.model.crds import WARMUP_SECONDS_BY_TARGET
 from stackscaler.model.spec import AutoScalingGroupTarget, Resource, Warmup, warmup
 
@@ -172,12 +173,18 @@ def _target(resource: Resource) -> AutoScalingGroupTarget:
     return resource.target
 
 
-def _names(names: Sequence[str]) -> str:
-    """The groups one call describes, for error messages."""
-    if len(names) == 1:
-        return f"Auto Scaling group {names[0]}"
-    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-    return f"Auto Scaling groups {', '.join(names[:3])}{more}"
+def _batch(names: Sequence[str]) -> str:
+    """A batched call, for error messages: never the names, which may be other tenants'."""
+    return f"a batch of {len(names)} Auto Scaling group(s)"
+
+
+def _own(err: BaseException, name: str) -> BaseException:
+    """A batched call's error as one group's own: its message names that group only."""
+    if not isinstance(err, StackscalerError):
+        return err
+    own = copy.copy(err)
+    own.args = (f"Auto Scaling group {name}: {err}",)
+    return own
 
 
 class AsgActuator:
@@ -241,12 +248,12 @@ class AsgActuator:
         for name, _ in asks:
             group = found[name]
             if isinstance(group, BaseException):
-                results.append(group)
+                results.append(group if isinstance(group, TargetNotFound) else _own(group, name))
                 continue
             ids = _in_service(group) if name in timed else []
             error = next((failed[i] for i in ids if i in failed), None)
             if error is not None:
-                results.append(error)
+                results.append(_own(error, name))
                 continue
             launched = {i: t for i in ids if (t := self._launched.get((region, role, i)))}
             results.append(GroupView(group, launched))
@@ -275,9 +282,7 @@ class AsgActuator:
     ) -> dict[str, datetime]:
         launched: dict[str, datetime] = {}
         token: str | None = None
-        where = f"the EC2 instances {', '.join(ids[:3])}" + (
-            f" and {len(ids) - 3} more" if len(ids) > 3 else ""
-        )
+        where = f"a batch of {len(ids)} EC2 instance(s)"  # not the ids: they may be others'
         while True:
             params: dict[str, Any] = {
                 "Filters": [{"Name": "instance-id", "Values": ids}],
@@ -311,7 +316,7 @@ class AsgActuator:
                 "DescribeAutoScalingGroups",
                 region=region,
                 role=role,
-                resource=_names(names),
+                resource=_batch(names),
                 **params,
             )
             for group in out.get("AutoScalingGroups", ()):

@@ -79,6 +79,24 @@ def cloudwatch(
     return out
 
 
+def requests_per_unit(
+    dimensions: dict[str, str], *, namespace: str, metric: str, period: int, per_unit: float
+) -> dict[str, Any]:
+    """The scenarios' load metric: the period's request Sum, ``per_unit`` per instance,
+    stale after three periods."""
+    return cloudwatch(
+        "requests",
+        namespace=namespace,
+        metric=metric,
+        dimensions=dimensions,
+        statistic="Sum",
+        period=period,
+        target=per_unit,
+        target_type="AverageValue",
+        stale_after=3 * period,
+    )
+
+
 def cpu(group: str, **kw: Any) -> dict[str, Any]:
     """The classic trigger: the group's average CPUUtilization kept at 50 %."""
     return cloudwatch(

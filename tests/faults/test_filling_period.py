@@ -27,7 +27,7 @@ from tests.e2e.conftest import (
     generations,
     suffix,
 )
-from tests.faults.support import Feeder, cloudwatch, period_start, web_tier
+from tests.faults.support import Feeder, period_start, requests_per_unit, web_tier
 
 pytestmark = pytest.mark.controlplane
 
@@ -57,16 +57,8 @@ def test_the_period_still_filling_is_never_read(
                 "web",
                 group,
                 metrics=[
-                    cloudwatch(
-                        "requests",
-                        namespace=NAMESPACE,
-                        metric=METRIC,
-                        dimensions=dims,
-                        statistic="Sum",
-                        period=PERIOD,
-                        target=25,
-                        target_type="AverageValue",
-                        stale_after=3 * PERIOD,
+                    requests_per_unit(
+                        dims, namespace=NAMESPACE, metric=METRIC, period=PERIOD, per_unit=25
                     )
                 ],
                 min_capacity=1,

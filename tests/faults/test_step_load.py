@@ -28,9 +28,9 @@ from tests.e2e.conftest import (
 )
 from tests.faults.support import (
     Feeder,
-    cloudwatch,
     direction_changes,
     period_start,
+    requests_per_unit,
     web_tier,
 )
 
@@ -64,16 +64,8 @@ def test_step_load_is_followed_in_rate_limited_steps_without_overshoot(
                 "web",
                 group,
                 metrics=[
-                    cloudwatch(
-                        "requests",
-                        namespace=NAMESPACE,
-                        metric=METRIC,
-                        dimensions=dims,
-                        statistic="Sum",
-                        period=PERIOD,
-                        target=100,
-                        target_type="AverageValue",
-                        stale_after=3 * PERIOD,
+                    requests_per_unit(
+                        dims, namespace=NAMESPACE, metric=METRIC, period=PERIOD, per_unit=100
                     )
                 ],
                 min_capacity=1,

@@ -44,7 +44,10 @@ INVALID_SPEC_RETRY = 300.0
 MAX_ERROR_RETRY = 600.0
 CONFLICT_RETRY = 30.0
 """A resource whose target another resource owns checks again this often."""
-MIN_DEADLINE, MAX_DEADLINE = 5.0, 60.0
+MIN_DEADLINE, MAX_DEADLINE = 10.0, 60.0
+APPLY_DEADLINE = MAX_DEADLINE
+"""A change may wait its turn in the service's rate limit (5 SetDesiredCapacity a
+second by default): it gets the longest deadline, whatever the poll interval."""
 EVENTS_PER_HOUR = 30
 """Events one resource may post in any hour; more are logged, not posted."""
 
@@ -195,7 +198,7 @@ def _camel(text: str) -> str:
 
 
 def tick_deadline(poll_interval: float) -> float:
-    """How long one tick may take to observe (and, separately, to apply).
+    """How long one tick may take to observe (applying gets APPLY_DEADLINE).
 
     Past it, a metric without an answer is unknown and the tick is reported
     late, so a frozen endpoint can never make a stale status look healthy.
@@ -535,7 +538,7 @@ class Reconciler:
             return None, ("TargetBusy", capacity.busy)
         await self._record_intent(t, capacity, decision)
         actuator = self.actuators.for_target(resource.target)
-        deadline = self.deadline(float(resource.scaling.poll_interval_seconds))
+        deadline = max(APPLY_DEADLINE, self.deadline(float(resource.scaling.poll_interval_seconds)))
         try:
             async with asyncio.timeout(deadline):
                 applied = await actuator.apply(resource, decision.desired, capacity)

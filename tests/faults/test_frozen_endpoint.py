@@ -89,7 +89,7 @@ def test_a_frozen_endpoint_is_reported_late_and_recovers(
         return ready
 
     ready = eventually(late, what="Ready=False TickLate while AWS is frozen")
-    assert "within 5 s" in ready["message"]
+    assert "within 10 s" in ready["message"]  # 0.8 x 5 s, raised to the 10 s floor
     # ticks complete (late): the operator is ready and alive, nothing to restart
     assert probe(op, "/readyz") == 200
     assert probe(op, "/healthz") == 200

@@ -667,15 +667,13 @@ class Reconciler:
     async def _failed(
         self, t: _Tick, resource: Resource, exc: StackscalerError, *, stage: str
     ) -> TickResult:
-        reason = type(exc).__name__ if not exc.temporary else stage
-        if isinstance(exc, TickLate):
-            reason = "TickLate"
-            if self.metrics is not None:
-                self.metrics.record_error(t.ref.kind, t.ref.namespace, t.ref.name, exc)
+        reason = "TickLate" if isinstance(exc, TickLate) else stage
+        if not exc.temporary:
+            reason = type(exc).__name__
         message = safe_text(str(exc))
         if t.conds.set("Ready", False, reason, message) and not exc.temporary:
             await self._event(t, "Warning", type(exc).__name__, message)
-        if self.metrics is not None and not isinstance(exc, TickLate):
+        if self.metrics is not None:
             self.metrics.record_error(t.ref.kind, t.ref.namespace, t.ref.name, exc)
         log.warning("%s: %s", t.ref, exc)
         await self._write(t.ref, _drop_none({**t.base, "conditions": t.conds.to_list()}))

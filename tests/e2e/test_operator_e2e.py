@@ -164,9 +164,15 @@ def test_stack_yaml_workers_scale_out_on_backlog_and_in_step_by_step(
         assert 1 <= before_step - after_step <= allowed, steps  # never one jump
     assert steps[-1] > 0
 
-    ticks = rec.snapshot()
-    ins = [t for t in ticks if t.direction == "In"]
-    assert len(ins) >= 3
+    # the group's capacity changes before the status that records the decision is
+    # written: wait until the recorder has seen the third scale-in decision too
+    def three_decisions_in() -> tuple[list[Tick], list[Tick]]:
+        recorded = rec.snapshot()
+        decided_in = [t for t in recorded if t.direction == "In"]
+        assert len(decided_in) >= 3, f"{len(decided_in)} scale-in decisions recorded"
+        return recorded, decided_in
+
+    ticks, ins = eventually(three_decisions_in, what="three scale-in decisions", timeout=60)
     last_out = parse_time(ins[0].history["lastScaleOut"])
     first_in = parse_time(ins[0].history["lastScaleIn"])
     assert first_in - last_out >= cooldown_in

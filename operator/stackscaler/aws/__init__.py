@@ -8,6 +8,7 @@ from stackscaler.aws.clients import (
     default_assume_role_params,
 )
 from stackscaler.aws.ratelimit import RateLimit, RateLimiters, TokenBucket
+from stackscaler.aws.retries import RetryPolicy
 
 __all__ = [
     "AssumeRoleParams",
@@ -15,6 +16,7 @@ __all__ = [
     "AwsSettings",
     "RateLimit",
     "RateLimiters",
+    "RetryPolicy",
     "RoleRef",
     "TokenBucket",
     "default_assume_role_params",

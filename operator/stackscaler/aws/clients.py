@@ -8,10 +8,18 @@
   AssumeRole arguments come from an ``assume_role_params`` callable
   (ExternalId per namespace, for example). At most ``max_sessions`` sessions
   are cached, least recently used evicted.
-* botocore retries in ``standard`` mode with a bounded number of attempts;
-  every attempt (retries included) takes a token from the (service, region)
-  bucket first, so retries stay inside the rate limit.
-* Calls run in a bounded thread pool and never block the event loop.
+* :class:`AwsCaller` makes up to ``max_attempts`` attempts of a call with
+  botocore's standard-mode retry rules (:mod:`stackscaler.aws.retries`),
+  each a single botocore attempt. Every attempt, retries included, first
+  awaits a token from the (service, region) bucket *on the event loop*, and
+  the backoff between attempts is awaited there too: only a request ready to
+  go holds a worker thread, so reads never wait behind rate-limited writes.
+* Each (service, region) has its own bounded thread pool
+  (``max_workers`` threads): a slow service or region cannot take the
+  threads another one needs. Calls never block the event loop.
+* AssumeRole, at a role's first use or credential refresh, happens inside a
+  worker thread (botocore asks for credentials there); it takes its ``sts``
+  token and backs off in that thread, the one wait left off the loop.
 * Failures are translated into the error tree at this boundary.
 """
 
@@ -22,9 +30,10 @@ import hashlib
 import os
 import re
 import threading
+import time
 import unicodedata
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +48,8 @@ from botocore.credentials import RefreshableCredentials
 
 from stackscaler import __version__
 from stackscaler.aws.errors import translate
-from stackscaler.aws.ratelimit import RateLimit, RateLimiters
+from stackscaler.aws.ratelimit import RateLimit, RateLimiters, TokenBucket
+from stackscaler.aws.retries import RetryPolicy
 from stackscaler.errors import AccessDenied, PermanentError, StackscalerError
 
 CallHook = Callable[[str, str, str], None]
@@ -54,9 +64,14 @@ class AwsSettings:
     endpoint_url: str | None = None
     """Send every call here (a stand-in such as moto on loopback); None for real AWS."""
     max_attempts: int = 4
+    """Attempts of one call at most, the first included (botocore's ``total_max_attempts``)."""
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
     max_workers: int = 8
+    """Worker threads (and HTTP connections) per (service, region): requests in flight at once.
+
+    Calls waiting for a rate-limit token or a retry backoff hold no thread.
+    """
     limits: dict[str, RateLimit] = field(default_factory=dict)
     session_name: str = "stackscaler"
     """Prefix of the default RoleSessionName: ``<session_name>-<namespace>``."""
@@ -146,6 +161,19 @@ class _Assumed:
     """Held while a client is made from ``session`` (botocore sessions are not thread-safe)."""
 
 
+class _Attempt(threading.local):
+    """Per worker thread: what the next request it sends has settled on the event loop."""
+
+    def __init__(self) -> None:
+        self.paid: TokenBucket | None = None
+        """The bucket whose token :class:`AwsCaller` awaited for the next request sent."""
+        self.retry_of: tuple[str, str] | None = None
+        """(service, operation) when the next call is a retry: counted as an attempt, not a call."""
+
+
+_ATTEMPT = _Attempt()
+
+
 class ClientCache:
     """boto3 clients per (service, region, RoleRef); thread-safe, never deadlocks.
 
@@ -166,11 +194,14 @@ class ClientCache:
         hook: CallHook | None = None,
         *,
         assume_role_params: AssumeRoleParams | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if settings.max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         self.settings = settings
         self.limiters = limiters
+        self.retry = retry or RetryPolicy(settings.max_attempts)
+        """Decides AssumeRole's retries here, and every call's in :class:`AwsCaller`."""
         self.calls: Counter[tuple[str, str]] = Counter()
         """API calls made, by (service, operation): what batching is measured by."""
         self.attempts: Counter[tuple[str, str]] = Counter()
@@ -270,10 +301,7 @@ class ClientCache:
             # another call of this role: it takes no lock but the STS client's own.
             sts = self.get("sts", sts_region, None)
             params = self.assume_role_request(role)
-            try:
-                creds = sts.assume_role(**params)["Credentials"]
-            except Exception as exc:
-                raise self._assume_failed(exc, role, sts_region) from exc
+            creds = self._assume_role(sts, params, role, sts_region)
             if self._hook is not None:
                 self._hook("sts", "AssumeRole", "ok")
             expiration = creds["Expiration"]
@@ -299,6 +327,33 @@ class ClientCache:
             "data_loader", self._default_session().session.get_component("data_loader")
         )
         return session
+
+    def _assume_role(
+        self, sts: Any, params: Mapping[str, Any], role: RoleRef, region: str
+    ) -> dict[str, Any]:
+        """AssumeRole with standard-mode retries, in this worker thread.
+
+        botocore asks for credentials inside a request, so this cannot wait on
+        the event loop: each attempt takes its ``sts`` token (blocking, in the
+        STS client's ``before-send``) and backs off here. It happens once per
+        role and namespace an hour.
+        """
+        model = sts.meta.service_model.operation_model("AssumeRole")
+        outer = _ATTEMPT.retry_of
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                _ATTEMPT.retry_of = ("sts", "AssumeRole") if attempt > 1 else None
+                try:
+                    return sts.assume_role(**params)["Credentials"]  # type: ignore[no-any-return]
+                except Exception as exc:
+                    delay = self.retry.delay(exc, attempt, model)
+                    if delay is None:
+                        raise self._assume_failed(exc, role, region) from exc
+                time.sleep(delay)
+        finally:
+            _ATTEMPT.retry_of = outer
 
     def _assume_failed(self, exc: Exception, role: RoleRef, region: str) -> StackscalerError:
         err = translate(
@@ -345,7 +400,7 @@ class ClientCache:
         s = self.settings
         config = Config(
             region_name=region,
-            retries={"mode": "standard", "total_max_attempts": s.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": 1},  # AwsCaller retries
             connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout,
             max_pool_connections=s.max_workers,
@@ -355,9 +410,15 @@ class ClientCache:
         bucket = self.limiters.bucket(service, region)
 
         def before_send(**_: Any) -> None:
-            bucket.acquire()
+            if _ATTEMPT.paid is bucket:  # AwsCaller awaited this token on the event loop
+                _ATTEMPT.paid = None
+                return
+            bucket.acquire()  # a request made in a worker thread (AssumeRole): wait here
 
         def before_call(model: Any, **_: Any) -> None:
+            if _ATTEMPT.retry_of == (service, model.name):  # an attempt, not a new call
+                _ATTEMPT.retry_of = None
+                return
             with self._lock:
                 self.calls[(service, model.name)] += 1
 
@@ -372,7 +433,14 @@ class ClientCache:
 
 
 class AwsCaller:
-    """Runs boto3 operations in a bounded thread pool and translates their errors."""
+    """Runs boto3 operations off the event loop, rate limited, retried, errors translated.
+
+    A call's attempts (at most ``retry.max_attempts``, which is
+    ``settings.max_attempts`` unless a policy is given) each await a token
+    from the (service, region) bucket on the event loop, then run in the
+    (service, region) thread pool of ``settings.max_workers`` threads.
+    Backoffs between attempts are awaited on the loop with ``sleep``.
+    """
 
     def __init__(
         self,
@@ -381,18 +449,41 @@ class AwsCaller:
         limiters: RateLimiters | None = None,
         hook: CallHook | None = None,
         assume_role_params: AssumeRoleParams | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings or AwsSettings.from_env()
+        if self.settings.max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.retry = retry or RetryPolicy(self.settings.max_attempts)
         self.clients = ClientCache(
             self.settings,
             limiters or RateLimiters(self.settings.limits),
             hook,
             assume_role_params=assume_role_params,
+            retry=self.retry,
         )
         self._hook = hook
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.settings.max_workers, thread_name_prefix="stackscaler-aws"
-        )
+        self._sleep = sleep
+        self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
+        self._closed = False
+        self._lock = threading.Lock()
+        self.running: Counter[tuple[str, str]] = Counter()
+        """Attempts running in a worker thread now, by (service, region)."""
+
+    def _pool(self, service: str, region: str) -> ThreadPoolExecutor:
+        """The (service, region)'s own thread pool, made on first use."""
+        key = (service, region)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the AwsCaller is closed")
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = ThreadPoolExecutor(
+                    max_workers=self.settings.max_workers,
+                    thread_name_prefix=f"stackscaler-aws-{service}-{region}",
+                )
+            return pool
 
     async def call(
         self,
@@ -406,6 +497,9 @@ class AwsCaller:
     ) -> dict[str, Any]:
         """Call ``operation`` (the API name, e.g. ``SetDesiredCapacity``) off the loop.
 
+        Retryable failures (standard mode) are tried again up to the attempt
+        limit; the last failure, or the first one that is not retryable, is
+        raised translated. The hook hears of the call once, with its outcome.
         With ``role``, the call runs as that role assumed for its namespace; a
         failed AssumeRole raises its own error (``AccessDenied`` naming
         ``sts:AssumeRole`` and the role), not one of ``operation``.
@@ -414,29 +508,62 @@ class AwsCaller:
             raise TypeError("AwsCaller.call takes role=RoleRef(...), not role_arn")
         resolved = self.clients.region(region)
         loop = asyncio.get_running_loop()
+        key = (service, resolved)
+        bucket = self.clients.limiters.bucket(service, resolved)
+        models: list[Any] = []
+        """The operation's model, once there is a client: what the retry rules read."""
 
-        def run() -> dict[str, Any]:
-            client = self.clients.get(service, resolved, role)
-            method = getattr(client, xform_name(operation))
-            return method(**params)  # type: ignore[no-any-return]
+        def run(attempt: int) -> dict[str, Any]:
+            with self._lock:
+                self.running[key] += 1
+            unused = True  # the token awaited for this attempt, until a request takes it
+            try:
+                client = self.clients.get(service, resolved, role)
+                if not models:
+                    models.append(client.meta.service_model.operation_model(operation))
+                method = getattr(client, xform_name(operation))
+                _ATTEMPT.paid = bucket
+                _ATTEMPT.retry_of = (service, operation) if attempt > 1 else None
+                try:
+                    return method(**params)  # type: ignore[no-any-return]
+                finally:
+                    unused = _ATTEMPT.paid is bucket  # nothing sent (a stub, invalid parameters)
+                    _ATTEMPT.paid = _ATTEMPT.retry_of = None
+            finally:
+                if unused:
+                    bucket.give_back()
+                with self._lock:
+                    self.running[key] -= 1
 
-        try:
-            result = await loop.run_in_executor(self._executor, run)
-        except StackscalerError:  # already ours: no region, a failed AssumeRole (or refresh)
-            raise
-        except Exception as exc:
-            err = translate(
-                exc, service=service, operation=operation, resource=resource, region=resolved
-            )
+        attempt = 0
+        while True:
+            attempt += 1
+            await bucket.wait()  # on the loop: a call waiting its turn holds no thread
+            try:
+                result = await loop.run_in_executor(self._pool(service, resolved), run, attempt)
+            except StackscalerError:  # already ours: no region, a failed AssumeRole (or refresh)
+                raise
+            except Exception as exc:
+                delay = self.retry.delay(exc, attempt, models[0] if models else None)
+                if delay is not None:
+                    await self._sleep(delay)
+                    continue
+                err = translate(
+                    exc, service=service, operation=operation, resource=resource, region=resolved
+                )
+                if self._hook is not None:
+                    self._hook(service, operation, _outcome(err))
+                raise err from exc
             if self._hook is not None:
-                self._hook(service, operation, _outcome(err))
-            raise err from exc
-        if self._hook is not None:
-            self._hook(service, operation, "ok")
-        return result
+                self._hook(service, operation, "ok")
+            return result
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _outcome(err: Exception) -> str:

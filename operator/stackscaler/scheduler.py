@@ -78,6 +78,9 @@ class Scheduler:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._entries
+
     def upsert(self, body: Mapping[str, Any]) -> None:
         """A resource was added or changed (any watch event but deletion)."""
         uid = str((body.get("metadata") or {}).get("uid", ""))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from stackscaler.cli.files import UsageError
 from stackscaler.handlers.operator import RunSettings, parse_selector, run_operator
+from stackscaler.leases import LeaseSettings, default_identity, default_namespace
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,14 +33,38 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="KEY=VALUE,...",
         help="only resources with these labels (shard a fleet across operators)",
     )
-    peer = r.add_mutually_exclusive_group()
-    peer.add_argument(
-        "--peering",
-        metavar="NAME",
-        help="coordinate replicas through this KopfPeering (needs its CRDs)",
+    r.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="coordinate replicas through Leases: resources split into N shards by uid, each "
+        "owned by one live replica; replicas beyond N stand by (default: no leases, one replica)",
     )
-    peer.add_argument("--standalone", action="store_true", help="no peering (the default)")
-    r.add_argument("--priority", type=int, default=0, help="peering priority")
+    r.add_argument(
+        "--lease-namespace",
+        metavar="NS",
+        help="namespace of the Leases (default: $POD_NAMESPACE, the pod's own, or 'default')",
+    )
+    r.add_argument(
+        "--lease-group",
+        default="stackscaler",
+        metavar="NAME",
+        help="prefix of the Lease names; replicas with the same group share the work",
+    )
+    r.add_argument(
+        "--identity",
+        metavar="ID",
+        help="this replica's name in the Leases (default: $POD_NAME or the host name, plus a "
+        "random suffix)",
+    )
+    r.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds a Lease stays valid without renewal (failover time); the holder stops "
+        "acting after 2/3 of it and renews every 2/15 of it",
+    )
     r.add_argument(
         "--metrics-port",
         type=int,
@@ -65,6 +90,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
 
 
+def _lease_settings(args: argparse.Namespace) -> LeaseSettings | None:
+    if args.shards is None:
+        return None
+    duration = float(args.lease_duration)
+    try:
+        return LeaseSettings(
+            namespace=args.lease_namespace or default_namespace(),
+            identity=args.identity or default_identity(),
+            group=args.lease_group,
+            shards=args.shards,
+            lease_duration=duration,
+            renew_deadline=duration * 2 / 3,
+            retry_period=duration * 2 / 15,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         selector = parse_selector(args.selector)
@@ -73,8 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = RunSettings(
         namespaces=tuple(args.namespace),
         selector=selector,
-        peering=args.peering,
-        priority=args.priority,
+        leases=_lease_settings(args),
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         log_format=args.log_format,

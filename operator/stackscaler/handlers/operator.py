@@ -21,6 +21,7 @@ from stackscaler.actuators.registry import Actuators
 from stackscaler.aws import AwsCaller, AwsSettings, RateLimiters, RoleRef
 from stackscaler.errors import StackscalerError
 from stackscaler.kube import KubeEvents, KubeStatus, api_client
+from stackscaler.leases import Leases, LeaseSettings
 from stackscaler.metrics.prometheus import PrometheusSettings, normalize_address
 from stackscaler.metrics.registry import MetricSources
 from stackscaler.model.crds import KINDS
@@ -35,6 +36,8 @@ from stackscaler.tenancy import Tenancy, TenancySettings
 log = logging.getLogger("stackscaler.operator")
 
 FAILPOINT_EXIT = 137
+LEASE_WAIT = 2.0
+"""Seconds before a resource whose shard lease lapsed looks again."""
 """Exit status at a failpoint (as if SIGKILLed)."""
 
 
@@ -44,9 +47,9 @@ class RunSettings:
     """Empty: every namespace."""
     selector: tuple[tuple[str, str | None], ...] = ()
     """Label selector: (key, value) pairs; value None means the label must exist."""
-    peering: str | None = None
-    """A KopfPeering name to coordinate several replicas; None: standalone."""
-    priority: int = 0
+    leases: LeaseSettings | None = None
+    """Coordinate replicas and shards through Leases (leases.py); None: this process
+    acts on every resource it sees (one replica only)."""
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8080
     log_format: LogFormat = "text"
@@ -71,10 +74,11 @@ def parse_selector(text: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(out)
 
 
-def _labels(selector: tuple[tuple[str, str | None], ...]) -> dict[str, Any] | None:
-    if not selector:
-        return None
-    return {k: (kopf.PRESENT if v is None else v) for k, v in selector}
+def selected(selector: tuple[tuple[str, str | None], ...], body: Mapping[str, Any]) -> bool:
+    """Does the resource carry the labels of ``--selector``? (checked on every event, so
+    a resource relabelled out of this operator's selection is released at once)"""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return all(k in labels and (v is None or labels[k] == v) for k, v in selector)
 
 
 class Operator:
@@ -122,6 +126,13 @@ class Operator:
             self._tick, jitter=settings.jitter_seconds, on_forget=self._forget
         )
         self.kinds: Counter[str] = Counter()
+        self.known: dict[str, dict[str, Any]] = {}
+        """Every selected resource seen, owned by this replica or not (uid -> body)."""
+        self.leases = (
+            None
+            if settings.leases is None
+            else Leases(settings.leases, self.api, on_change=self.on_shards)
+        )
         self.watching = False
         self.logged_in = False
         self.health = HealthServer(
@@ -162,8 +173,14 @@ class Operator:
         self.tenancy.account_id = str(identity.get("Account") or "") or None
         log.info("acting in AWS account %s", self.tenancy.account_id)
 
+    def owns(self, uid: str) -> bool:
+        """May this replica act on the resource now (always, without leases)?"""
+        return self.leases is None or self.leases.owns(uid)
+
     async def _tick(self, body: Mapping[str, Any]) -> float:
         ref = Ref.of(body)
+        if not self.owns(ref.uid):  # a lease lapsed: act no more until it is renewed
+            return LEASE_WAIT
         with self.metrics.observe_reconcile(ref.kind), self.ticks.running(ref.uid):
             result = await self.reconciler.tick(body)
         return result.delay
@@ -174,19 +191,33 @@ class Operator:
         self.metrics.forget(ref.kind, ref.namespace, ref.name)
 
     def on_event(self, event: Mapping[str, Any], body: Mapping[str, Any]) -> None:
-        raw = copy.deepcopy(dict(body))
-        uid = str((raw.get("metadata") or {}).get("uid", ""))
-        kind = str(raw.get("kind", ""))
-        if event.get("type") == "DELETED":
+        uid = str((body.get("metadata") or {}).get("uid", ""))
+        kind = str(body.get("kind", ""))
+        if event.get("type") == "DELETED" or not selected(self.settings.selector, body):
+            if self.known.pop(uid, None) is not None:
+                self.kinds[kind] -= 1 if self.kinds[kind] > 0 else 0
             self.scheduler.remove(uid)
-            self.kinds[kind] -= 1 if self.kinds[kind] > 0 else 0
+            self.reconciler.forget(uid)
         else:
-            before = len(self.scheduler)
-            self.reconciler.register(raw)  # claims its target before its first tick
-            self.scheduler.upsert(raw)
-            if len(self.scheduler) > before:
+            raw = copy.deepcopy(dict(body))
+            if uid not in self.known:
                 self.kinds[kind] += 1
+            self.known[uid] = raw
+            self.reconciler.register(raw)  # claims its target before its first tick
+            if self.leases is None or self.leases.shard(uid) in self.leases.held():
+                self.scheduler.upsert(raw)
         self.metrics.set_resources(kind, self.kinds[kind])
+
+    def on_shards(self, held: frozenset[int]) -> None:
+        """The shards this replica owns changed: start and stop resources' tasks."""
+        assert self.leases is not None
+        for uid, body in self.known.items():
+            mine = self.leases.shard(uid) in held
+            if mine and uid not in self.scheduler:
+                self.scheduler.upsert(body)
+            elif not mine and uid in self.scheduler:
+                self.scheduler.remove(uid)  # forgets its memory and metrics...
+                self.reconciler.register(body)  # ...but the claim on its target stays
 
     def registry(self) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
@@ -202,17 +233,22 @@ class Operator:
             settings.posting.enabled = False  # our own Events, one per fact
             settings.watching.server_timeout = 300
             await self.discover_account()
+            if self.leases is not None:
+                self.leases.start()
             self.watching = True
 
         @kopf.on.cleanup(registry=registry)
         async def stop_ticking(**_: Any) -> None:
             # no tick once stopping; kopf would also wait 5 s for these tasks to end
             await self.scheduler.close()
+            if self.leases is not None:  # then hand the shards over at once
+                await self.leases.stop()
 
-        labels = _labels(self.settings.selector)
+        # no label filter in kopf: it would stop telling us about a resource relabelled
+        # out of the selection, which this replica would then keep scaling
         for info in KINDS.values():
 
-            @kopf.on.event(API_GROUP, API_VERSION, info.plural, registry=registry, labels=labels)
+            @kopf.on.event(API_GROUP, API_VERSION, info.plural, registry=registry)
             async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
                 self.on_event(event, body)
 
@@ -220,6 +256,8 @@ class Operator:
 
     async def close(self) -> None:
         await self.scheduler.close()
+        if self.leases is not None:
+            await self.leases.stop()
         await self.sources.close()
         await self.actuators.close()
         self.caller.close()
@@ -254,9 +292,7 @@ async def run_operator(settings: RunSettings, stop: asyncio.Event | None = None)
             registry=operator.registry(),
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
-            standalone=settings.peering is None,
-            peering_name=settings.peering,
-            priority=settings.priority,
+            standalone=True,  # replicas coordinate through Leases, not kopf's peering
             stop_flag=stop,
         )
     finally:

@@ -1,0 +1,88 @@
+"""Shards: stable, balanced, and lease expiry judged on the observer's clock."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stackscaler.handlers.operator import parse_selector, selected
+from stackscaler.sharding import Expiry, assign, shard_of
+
+members_st = st.sets(st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True), min_size=1, max_size=8)
+
+
+def test_shard_of_is_stable_across_processes_and_spreads_uids() -> None:
+    # a fixed digest, not Python's salted hash(): the same on every replica
+    assert shard_of("0b0e4a7e-5f6c-4f7e-9f43-1b2c3d4e5f60", 5) == shard_of(
+        "0b0e4a7e-5f6c-4f7e-9f43-1b2c3d4e5f60", 5
+    )
+    counts = Counter(shard_of(str(uuid.UUID(int=i * 7919)), 5) for i in range(10_000))
+    assert set(counts) == {0, 1, 2, 3, 4}
+    assert min(counts.values()) > 1_700  # 2,000 each on average
+
+
+@given(shards=st.integers(1, 64), members=members_st)
+def test_every_shard_has_one_owner_and_the_load_is_balanced(shards: int, members: set[str]) -> None:
+    plan = assign(shards, members)
+    assert sorted(plan) == list(range(shards))
+    assert set(plan.values()) <= members
+    load = Counter(plan.values())
+    base, extra = divmod(shards, len(members))
+    assert all(load[m] in (base, base + 1) for m in members)
+    assert sum(1 for m in members if load[m] == base + 1) == extra
+    if shards >= len(members):
+        assert len(load) == len(members)  # nobody idle while there is work
+
+
+@given(shards=st.integers(1, 64), members=members_st)
+def test_the_plan_depends_only_on_the_set_of_members(shards: int, members: set[str]) -> None:
+    assert assign(shards, sorted(members)) == assign(shards, sorted(members, reverse=True))
+
+
+def test_a_member_leaving_moves_few_shards() -> None:
+    members = [f"replica-{i}" for i in range(5)]
+    before = assign(60, members)
+    after = assign(60, members[:-1])
+    moved = sum(1 for s in range(60) if before[s] != after[s])
+    gone = sum(1 for s in range(60) if before[s] == "replica-4")
+    assert gone == 12
+    assert moved < 30  # far from a reshuffle of all 60
+
+
+def test_no_members_no_plan() -> None:
+    assert assign(3, []) == {}
+
+
+def test_a_lease_expires_only_after_its_duration_unchanged_on_our_clock() -> None:
+    e = Expiry()
+    e.observe("shard-0", "100", "a", 15.0, now=1000.0)
+    assert not e.free("shard-0", 1014.9)
+    assert e.holder("shard-0", 1014.9) == "a"
+    e.observe("shard-0", "101", "a", 15.0, now=1010.0)  # renewed: the clock restarts
+    assert not e.free("shard-0", 1024.0)
+    assert e.free("shard-0", 1025.1)
+    assert e.holder("shard-0", 1025.1) == ""
+    e.observe("shard-0", "102", "", 15.0, now=1030.0)  # released: free at once
+    assert e.free("shard-0", 1030.0)
+    assert e.free("never-seen", 0.0)
+
+
+def test_the_first_sight_of_an_old_lease_still_waits_a_whole_duration() -> None:
+    # a replica that just started cannot tell how old the renewal is: it waits
+    e = Expiry()
+    e.observe("shard-0", "7", "a", 15.0, now=5.0)
+    assert not e.free("shard-0", 19.0)
+    e.forget_except([])
+    assert e.free("shard-0", 19.0)
+
+
+def test_selector_matching_follows_labels_on_every_event() -> None:
+    sel = parse_selector("team=web,shard")
+    body = {"metadata": {"labels": {"team": "web", "shard": "a"}}}
+    assert selected(sel, body)
+    assert not selected(sel, {"metadata": {"labels": {"team": "db", "shard": "a"}}})
+    assert not selected(sel, {"metadata": {"labels": {"team": "web"}}})
+    assert selected((), {"metadata": {}})

@@ -43,7 +43,8 @@ class KubeStatus:
         self._objects = client.CustomObjectsApi(api)
         self._executor = executor
 
-    async def write(self, ref: Ref, status: dict[str, Any]) -> None:
+    async def write(self, ref: Ref, status: dict[str, Any]) -> str | None:
+        """Replace the status; returns the resource's new resourceVersion."""
         patch = [{"op": "add", "path": "/status", "value": status}]  # JSON patch: replace all
         call = partial(
             self._objects.patch_namespaced_custom_object_status,
@@ -55,7 +56,9 @@ class KubeStatus:
             patch,
             _content_type="application/json-patch+json",  # the client would send merge-patch
         )
-        await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        written = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        version = (written.get("metadata") or {}).get("resourceVersion") if written else None
+        return None if version is None else str(version)
 
 
 class KubeEvents:

@@ -7,10 +7,44 @@
 * **apply**: only when the capacity changes, never in DryRun, never while
   paused, never while the target is busy;
 * **record**: the whole status through the /status subresource (the
-  operator never writes ``.spec``), Kubernetes Events for scale actions,
-  fallback start and end, out-of-band changes and permanent errors (once
-  each, not once per retry: the conditions in the status remember what was
-  already reported), and Prometheus metrics.
+  operator never writes ``.spec``) when something material changed or the
+  last write is older than the refresh interval (see below), Kubernetes
+  Events for scale actions, fallback start and end, out-of-band changes and
+  permanent errors (once each, not once per retry: the conditions in the
+  status remember what was already reported), and Prometheus metrics.
+
+Status writes are proportional to what changed. The reconciler keeps the
+last status it computed per resource in memory and starts the next tick
+from it (the body's status may be older: a write skipped, or its watch
+event not back yet), unless the body's status was written by someone else
+after ours (a newer resourceVersion with another status, or a later
+decision). A status that differs from the last one written only in
+volatile parts -- the decision's time, the metric values and the
+condition messages that quote them, the times of stabilization-window
+entries whose values did not change -- is not written again until
+:data:`STATUS_REFRESH_SECONDS` after the last write. Anything material
+(capacities, direction, limitedBy, a condition's status or reason,
+pendingAction, appliedCapacity, the scale times, the rate-limit events,
+failures, the sequence of values in a window, observedGeneration) is
+written at once, and the writes before and after an AWS action are never
+skipped.
+
+Why a restart never scales in (or out) earlier than with a write every
+tick: cooldowns, rate-limit events and the *values* of both windows are
+material, so the written status always has exactly the in-memory ones. A
+window is a monotonic queue: a push that leaves its values unchanged only
+renews the time of its last entry, so that time is the only one the memory
+can have newer than the status. Let ``L`` be the newest time the written
+status names (``lastDecision.time``, the last window entries). A write is
+skipped only while the tick is less than the refresh interval ``R`` after
+``L`` (and after the last write) and every time in its windows is below
+``L + R``, so every time in memory stays below ``L + R``, and below the
+restart. A tick that starts from a written status
+(after a restart, or when this replica takes a resource over) moves the last
+entry of each non-empty window to ``min(L + R, now)`` when that is later:
+every value is held in the window at least as long as the stopped process
+would have held it, and at most ``R`` longer. This assumes every replica
+runs with the same ``R``.
 
 Failures never escape: a bad spec, a missing target or a denied permission
 is reported in the status and retried later; other resources are unaffected.
@@ -22,7 +56,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -50,6 +84,10 @@ APPLY_DEADLINE = MAX_DEADLINE
 second by default): it gets the longest deadline, whatever the poll interval."""
 EVENTS_PER_HOUR = 30
 """Events one resource may post in any hour; more are logged, not posted."""
+STATUS_REFRESH_SECONDS = 300.0
+"""A status that changed only in volatile parts is written at most this often
+(in steady state 12 writes per resource per hour at most)."""
+WINDOW_KEYS = ("scaleInWindow", "scaleOutWindow")
 
 log = logging.getLogger("stackscaler.reconcile")
 
@@ -80,8 +118,11 @@ class Ref:
 
 
 class StatusWriter(Protocol):
-    async def write(self, ref: Ref, status: dict[str, Any]) -> None:
-        """Replace the resource's status through the /status subresource."""
+    async def write(self, ref: Ref, status: dict[str, Any]) -> str | None:
+        """Replace the resource's status through the /status subresource.
+
+        Returns the resourceVersion the write gave the resource, if known.
+        """
         ...
 
 
@@ -92,7 +133,10 @@ class EventRecorder(Protocol):
 class Metrics(Protocol):
     """What the reconciler reports (implemented by observability.OperatorMetrics)."""
 
-    def record_decision(self, kind: str, namespace: str, name: str, decision: Decision) -> None: ...
+    def record_decision(
+        self, kind: str, namespace: str, name: str, decision: Decision, *, at: float | None = None
+    ) -> None: ...
+    def record_status_write(self, result: str) -> None: ...
     def record_scale(self, kind: str, namespace: str, name: str, direction: Direction) -> None: ...
     def record_error(self, kind: str, namespace: str, name: str, exc: BaseException) -> None: ...
     def set_mode(
@@ -218,14 +262,127 @@ class _Tick:
     body: Mapping[str, Any]
     now: datetime
     old: dict[str, Any]
-    """The status as the API server had it."""
+    """The status the tick starts from: the last one computed, else the body's."""
     conds: Conditions
     base: dict[str, Any]
     """The status being written: the old one, updated phase by phase."""
     history: History = field(default_factory=History)
+    resumed_until: float | None = None
+    """Set when the tick starts from a written status: renew the windows' last
+    entries up to this time (see the module docstring)."""
     dry_run: bool = False
     paused: bool = False
     paused_why: str = ""
+
+
+@dataclass
+class _Memory:
+    """One resource's last computed status, and the last one written."""
+
+    status: dict[str, Any]
+    written: dict[str, Any] | None = None
+    written_at: float | None = None
+    """When (the reconciler's clock, epoch seconds) ``written`` was written."""
+    version: str | None = None
+    """The resourceVersion the write of ``written`` returned, if known."""
+
+    def holds(self, body: Mapping[str, Any]) -> bool:
+        """True unless the body's status was written by someone else after ours."""
+        if self.written is None:
+            return True  # nothing of ours written yet: what we computed is the newest
+        status = body.get("status") or {}
+        if status == self.written:
+            return True
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if self.version is not None and version is not None:
+            try:  # the body is older than our write (its watch event is not back yet)
+                return int(version) <= int(self.version)
+            except (TypeError, ValueError):
+                pass  # resourceVersions that are not numbers: compare the decisions
+        theirs, ours = _decided(status), _decided(self.written)
+        return theirs is None or (ours is not None and theirs <= ours)
+
+
+def _decided(status: Mapping[str, Any]) -> float | None:
+    """The time of the status's last decision, if it has a readable one."""
+    when = (status.get("lastDecision") or {}).get("time")
+    try:
+        return parse_time(when) if isinstance(when, str) else None
+    except ValueError:
+        return None
+
+
+def _window_times(status: Mapping[str, Any]) -> list[float]:
+    """The times of the last entries of the status's stabilization windows."""
+    history = status.get("history")
+    out: list[float] = []
+    for key in WINDOW_KEYS:
+        entries = history.get(key) if isinstance(history, dict) else None
+        if isinstance(entries, list) and entries and isinstance(entries[-1], list | tuple):
+            try:
+                out.append(parse_time(entries[-1][0]))
+            except (ValueError, IndexError):
+                continue
+    return out
+
+
+def _newest(status: Mapping[str, Any]) -> float | None:
+    """``L``: the newest time a status names (its decision, its windows' last entries)."""
+    times = [*_window_times(status), *filter(None, [_decided(status)])]
+    return max(times, default=None)
+
+
+def material(status: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a status must reach the API server at once (the rest may wait).
+
+    Volatile, so left out: the decision's time, reasons and metric values (the
+    metrics' names and states stay), condition messages, and the times of the
+    stabilization windows' entries (their values stay).
+    """
+    out = {k: v for k, v in status.items() if k not in ("lastDecision", "conditions", "history")}
+    decision = status.get("lastDecision")
+    if isinstance(decision, dict):
+        out["lastDecision"] = {
+            **{k: v for k, v in decision.items() if k not in ("time", "reasons", "metrics")},
+            "metrics": [
+                (m.get("name"), m.get("state")) if isinstance(m, dict) else m
+                for m in decision.get("metrics") or []
+            ],
+        }
+    conditions = status.get("conditions")
+    if isinstance(conditions, list):
+        out["conditions"] = [
+            {k: v for k, v in c.items() if k != "message"} if isinstance(c, dict) else c
+            for c in conditions
+        ]
+    history = status.get("history")
+    if isinstance(history, dict):
+        out["history"] = {
+            k: [e[1] if isinstance(e, list | tuple) and len(e) == 2 else e for e in v]
+            if k in WINDOW_KEYS and isinstance(v, list)
+            else v
+            for k, v in history.items()
+        }
+    elif history is not None:
+        out["history"] = history
+    return out
+
+
+def _resume(history: History, until: float, *, in_window: float, out_window: float) -> History:
+    """Renew the last entry of each non-empty window to ``until`` when that is later."""
+
+    def renew(
+        entries: tuple[tuple[float, int], ...], window: float
+    ) -> tuple[tuple[float, int], ...]:
+        if window <= 0 or not entries or entries[-1][0] >= until:
+            return entries
+        return (*entries[:-1], (until, entries[-1][1]))
+
+    return replace(
+        history,
+        scale_in_window=renew(history.scale_in_window, in_window),
+        scale_out_window=renew(history.scale_out_window, out_window),
+    )
 
 
 @dataclass(frozen=True)
@@ -272,6 +429,7 @@ class Reconciler:
         deadline: Callable[[float], float] = tick_deadline,
         event_budget: EventBudget | None = None,
         failpoint: Callable[[str], None] | None = None,
+        status_refresh: float = STATUS_REFRESH_SECONDS,
     ) -> None:
         self.sources, self.actuators = sources, actuators
         self.status, self.events, self.metrics = status, events, metrics
@@ -283,6 +441,9 @@ class Reconciler:
         self.event_budget = event_budget or EventBudget()
         self._failpoint = failpoint or (lambda name: None)
         self._parsed: dict[str, tuple[Any, Resource | StackscalerError]] = {}
+        self.status_refresh = status_refresh
+        self._memory: dict[str, _Memory] = {}
+        """Per uid: the last status computed and the last one written."""
 
     # --- resources coming and going ---------------------------------------------
 
@@ -300,7 +461,12 @@ class Reconciler:
         )
 
     def forget(self, uid: str) -> None:
+        """A resource was deleted or is no longer this replica's: drop what is kept of it.
+
+        Whoever ticks it next starts from its written status.
+        """
         self._parsed.pop(uid, None)
+        self._memory.pop(uid, None)
         self.claims.release(uid)
         self.event_budget.forget(uid)
 
@@ -359,12 +525,28 @@ class Reconciler:
 
     def _begin(self, body: Mapping[str, Any]) -> _Tick:
         now = self.clock()
+        ref = Ref.of(body)
         generation = (body.get("metadata") or {}).get("generation")
-        old: dict[str, Any] = dict(body.get("status") or {})
+        memory = self._memory.get(ref.uid)
+        resumed_until: float | None = None
+        if memory is not None and memory.holds(body):
+            old = dict(memory.status)
+        else:  # a restart, a resource taken over, or a status someone else wrote
+            self._memory.pop(ref.uid, None)
+            old = dict(body.get("status") or {})
+            newest = _newest(old)
+            if newest is not None:
+                resumed_until = min(newest + self.status_refresh, now.timestamp())
         base = {k: v for k, v in old.items() if k not in ("conditions", "observedGeneration")}
         base["observedGeneration"] = generation
         return _Tick(
-            Ref.of(body), body, now, old, Conditions(old.get("conditions"), now, generation), base
+            ref,
+            body,
+            now,
+            old,
+            Conditions(old.get("conditions"), now, generation),
+            base,
+            resumed_until=resumed_until,
         )
 
     def _admit(self, t: _Tick) -> Resource:
@@ -405,6 +587,14 @@ class Reconciler:
                 "Warning",
                 "HistoryReset",
                 f"status.history could not be read ({exc}); starting afresh",
+            )
+        if t.resumed_until is not None:
+            behavior = resource.scaling.behavior
+            t.history = _resume(
+                t.history,
+                t.resumed_until,
+                in_window=behavior.scale_in.stabilization_window_seconds,
+                out_window=behavior.scale_out.stabilization_window_seconds,
             )
         deadline = self.deadline(float(resource.scaling.poll_interval_seconds))
         actuator = self.actuators.for_target(resource.target)
@@ -581,8 +771,9 @@ class Reconciler:
             "headline": decision.headline[:1024],
         }
         await self._write(
-            t.ref,
+            t,
             _drop_none({**t.base, "history": t.history.to_dict(), "conditions": t.conds.to_list()}),
+            force=True,
         )
 
     async def _record(
@@ -614,9 +805,11 @@ class Reconciler:
             conds.set("Paused", True, "PausedByAnnotation", f"{t.paused_why}; {would}")
         conds.set("Ready", True, "Reconciled", decision.headline)
         if self.metrics is not None:
-            self.metrics.record_decision(t.ref.kind, t.ref.namespace, t.ref.name, decision)
+            self.metrics.record_decision(
+                t.ref.kind, t.ref.namespace, t.ref.name, decision, at=t.now.timestamp()
+            )
         status = self._status(t, decision=decision, capacity=capacity)
-        await self._write(t.ref, status)
+        await self._write(t, status, force=applied is not None)  # after an action: always
         return TickResult(float(resource.scaling.poll_interval_seconds), decision, applied)
 
     def _status(self, t: _Tick, *, decision: Decision, capacity: Capacity) -> dict[str, Any]:
@@ -661,7 +854,7 @@ class Reconciler:
             await self._event(t, "Warning", reason, message)
         if self.metrics is not None:
             self.metrics.record_error(t.ref.kind, t.ref.namespace, t.ref.name, exc)
-        await self._write(t.ref, {**t.base, "conditions": t.conds.to_list()})
+        await self._write(t, {**t.base, "conditions": t.conds.to_list()})
         return TickResult(delay)
 
     async def _failed(
@@ -676,7 +869,7 @@ class Reconciler:
         if self.metrics is not None:
             self.metrics.record_error(t.ref.kind, t.ref.namespace, t.ref.name, exc)
         log.warning("%s: %s", t.ref, exc)
-        await self._write(t.ref, _drop_none({**t.base, "conditions": t.conds.to_list()}))
+        await self._write(t, _drop_none({**t.base, "conditions": t.conds.to_list()}))
         poll = float(resource.scaling.poll_interval_seconds)
         delay = getattr(exc, "delay", poll) if exc.temporary else min(MAX_ERROR_RETRY, 4 * poll)
         return TickResult(max(1.0, float(delay)))
@@ -692,11 +885,42 @@ class Reconciler:
         except Exception:  # an event that cannot be posted never stops a tick
             log.warning("cannot post event %s for %s", reason, t.ref, exc_info=True)
 
-    async def _write(self, ref: Ref, status: dict[str, Any]) -> None:
+    async def _write(self, t: _Tick, status: dict[str, Any], *, force: bool = False) -> None:
+        """Keep ``status`` as the one the next tick starts from; write it unless it may wait.
+
+        It may wait when it differs from the last one written only in volatile
+        parts (:func:`material`), that write is younger than the refresh interval,
+        and every window time is below ``L`` + the refresh interval, ``L`` the
+        newest time the written status names (the restart argument in the module
+        docstring). ``force``: the writes around an AWS action are never skipped.
+        """
+        memory = self._memory.get(t.ref.uid)
+        if memory is None:
+            memory = self._memory[t.ref.uid] = _Memory(status)
+        memory.status = status
+        now = t.now.timestamp()
+        if not force and self._may_wait(memory, status, now):
+            if self.metrics is not None:
+                self.metrics.record_status_write("skipped")
+            return
         try:
-            await self.status.write(ref, status)
+            version = await self.status.write(t.ref, status)
         except Exception:
-            log.warning("cannot write the status of %s", ref, exc_info=True)
+            log.warning("cannot write the status of %s", t.ref, exc_info=True)
+            return
+        memory.written, memory.written_at = status, now
+        memory.version = None if version is None else str(version)
+        if self.metrics is not None:
+            self.metrics.record_status_write("written")
+
+    def _may_wait(self, memory: _Memory, status: dict[str, Any], now: float) -> bool:
+        written, at = memory.written, memory.written_at
+        if written is None or at is None or not 0 <= now - at < self.status_refresh:
+            return False
+        newest = _newest(written)
+        if any(newest is None or w >= newest + self.status_refresh for w in _window_times(status)):
+            return False
+        return material(status) == material(written)
 
 
 def _observations(seen: _Observed) -> Observations:

@@ -176,7 +176,7 @@ def test_step_scaling_metric_has_no_target_series(m: OperatorMetrics) -> None:
 def test_forget_removes_every_series_of_the_resource_only(m: OperatorMetrics) -> None:
     for args in (ARGS, ("WebTier", "shop", "api")):
         m.record_decision(*args, three(3, cpu=300, rps=None, latency=0.1))
-        m.record_decision(*args, three(5, cpu=50, rps=50, latency=0.1))
+        m.record_decision(*args, three(5, cpu=50, rps=50, latency=0.1), at=1.8e9)
         m.record_scale(*args, Direction.OUT)
         m.record_scale(*args, Direction.IN)
         m.record_error(*args, Throttled("slow down"))
@@ -192,6 +192,23 @@ def test_forget_removes_every_series_of_the_resource_only(m: OperatorMetrics) ->
     assert val(m, "stackscaler_metric_value", **OTHER, metric="cpu") == 50
     # operator-wide series stay
     assert val(m, "stackscaler_build_info", version=__version__) == 1
+
+
+def test_last_decision_time_and_status_writes(m: OperatorMetrics) -> None:
+    """The decision's time per resource (every tick, written or not); writes per result."""
+    m.record_decision(*ARGS, three(3, cpu=90, rps=50, latency=0.1))
+    assert val(m, "stackscaler_last_decision_timestamp_seconds", **RES) is None
+    m.record_decision(*ARGS, three(3, cpu=90, rps=50, latency=0.1), at=1_800_000_030.0)
+    assert val(m, "stackscaler_last_decision_timestamp_seconds", **RES) == 1_800_000_030.0
+    assert val(m, "stackscaler_status_writes_total", result="skipped") == 0
+    m.record_status_write("written")
+    m.record_status_write("skipped")
+    m.record_status_write("skipped")
+    assert val(m, "stackscaler_status_writes_total", result="written") == 1
+    assert val(m, "stackscaler_status_writes_total", result="skipped") == 2
+    m.forget(*ARGS)
+    assert val(m, "stackscaler_last_decision_timestamp_seconds", **RES) is None
+    assert val(m, "stackscaler_status_writes_total", result="written") == 1  # not per resource
 
 
 def test_forget_of_an_unknown_resource_is_harmless(m: OperatorMetrics) -> None:
@@ -362,7 +379,9 @@ EXPECTED = {
     "stackscaler_metric_value": "gauge",
     "stackscaler_metric_target": "gauge",
     "stackscaler_metric_known": "gauge",
+    "stackscaler_last_decision_timestamp_seconds": "gauge",
     "stackscaler_decisions": "counter",
+    "stackscaler_status_writes": "counter",
     "stackscaler_errors": "counter",
     "stackscaler_scale_actions": "counter",
     "stackscaler_paused": "gauge",

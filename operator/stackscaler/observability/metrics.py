@@ -48,6 +48,7 @@ AWS_OUTCOMES = frozenset({"ok", "throttled", "denied", "not_found", "error"})
 LIMITED_BY_VALUES = (*(str(limit) for limit in Limit), "none")
 DIRECTIONS = tuple(str(d) for d in Direction)
 SCALE_DIRECTIONS = (str(Direction.OUT), str(Direction.IN))
+STATUS_WRITE_RESULTS = ("written", "skipped")
 
 RECONCILE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 """Seconds; a reconcile is mostly a few API calls, slow ones hit AWS throttling."""
@@ -130,6 +131,13 @@ class OperatorMetrics:
             (*res, "metric"),
             registry=r,
         )
+        self.last_decision = Gauge(
+            "stackscaler_last_decision_timestamp_seconds",
+            "Time of the resource's last decision, in Unix seconds (the status is rewritten "
+            "only when something material changed or every few minutes; this is every tick).",
+            res,
+            registry=r,
+        )
         self.decisions = Counter(
             "stackscaler_decisions",
             "Scaling decisions made, by direction and by the rule that limited them "
@@ -190,6 +198,16 @@ class OperatorMetrics:
             ("service", "region"),
             registry=r,
         )
+        self.status_writes = Counter(
+            "stackscaler_status_writes",
+            'Status writes through /status: "written", or "skipped" when only volatile parts '
+            "(times, metric values, messages) changed since a write younger than the refresh "
+            "interval.",
+            ("result",),
+            registry=r,
+        )
+        for result in STATUS_WRITE_RESULTS:
+            self.status_writes.labels(result)  # both series from the start, at 0
         self.resources = Gauge(
             "stackscaler_resources",
             "Resources managed by the operator, by kind.",
@@ -210,8 +228,11 @@ class OperatorMetrics:
 
     # --- per resource --------------------------------------------------------------
 
-    def record_decision(self, kind: str, namespace: str, name: str, decision: Decision) -> None:
-        """Record a decision: capacities, bounds, metric values/targets/known, and the count.
+    def record_decision(
+        self, kind: str, namespace: str, name: str, decision: Decision, *, at: float | None = None
+    ) -> None:
+        """Record a decision: capacities, bounds, metric values/targets/known, and the count;
+        ``at`` (Unix seconds), the decision's time, sets the last-decision gauge.
 
         Metrics the decision no longer has (renamed or removed from the spec)
         lose their series.
@@ -241,6 +262,12 @@ class OperatorMetrics:
                 self._remove_metric(res, metric)
             self._metric_names[res] = seen
             self.decisions.labels(*res, str(decision.direction), limited_by).inc()
+            if at is not None:
+                self.last_decision.labels(*res).set(at)
+
+    def record_status_write(self, result: str) -> None:
+        """Count a status write: ``result`` is "written" or "skipped"."""
+        self.status_writes.labels(result).inc()
 
     def record_scale(self, kind: str, namespace: str, name: str, direction: Direction) -> None:
         """Count a capacity change carried out; ``Direction.NONE`` (no change) is not counted."""
@@ -269,6 +296,7 @@ class OperatorMetrics:
                 self.capacity_desired,
                 self.capacity_min,
                 self.capacity_max,
+                self.last_decision,
                 self.paused,
                 self.dry_run,
             ):

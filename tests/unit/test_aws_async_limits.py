@@ -28,6 +28,8 @@ REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/stackscaler-web"
 ASG_NS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+HANG = 20.0
+"""Seconds after which a wait counts as hung (a guard, never a timing assertion)."""
 
 
 @pytest.fixture(autouse=True)
@@ -124,9 +126,17 @@ class FakeAws:
     answers: dict[str, list[tuple[int, bytes] | Exception]] = field(default_factory=dict)
     sent: list[Sent] = field(default_factory=list)
 
-    def attach(self, service: str, role: RoleRef | None = None) -> None:
-        client = self.caller.clients.get(service, REGION, role)
-        client.meta.events.register("before-send", self._respond(service))
+    def __post_init__(self) -> None:
+        """Answer for every client the cache makes from now on, a role's included."""
+        cache = self.caller.clients
+        make = cache._client
+
+        def client(session: Any, service: str, region: str) -> Any:
+            made = make(session, service, region)
+            made.meta.events.register("before-send", self._respond(service))
+            return made
+
+        cache._client = client  # type: ignore[method-assign]
 
     def queue(self, operation: str, *answers: tuple[int, bytes] | Exception) -> None:
         self.answers.setdefault(operation, []).extend(answers)
@@ -218,8 +228,6 @@ async def _setup(
     )
     holder.append(caller)
     aws = FakeAws(caller)
-    for service in ("autoscaling", "sqs", "sts"):
-        aws.attach(service)
     return Setup(caller, aws, clock, gate, backoffs, hooked)
 
 
@@ -233,12 +241,16 @@ async def setup() -> AsyncIterator[Setup]:
 
 
 async def _until(condition: Callable[[], bool], what: str) -> None:
-    """Let the other tasks run until ``condition`` holds (a bounded number of loop turns)."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"never happened: {what}")
+    """Let the other tasks and threads run until ``condition`` holds.
+
+    Polls; ``HANG`` bounds it as a hang guard, never as a timing assertion.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HANG
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.005)
 
 
 def _done_order(tasks: dict[str, asyncio.Task[Any]], order: list[str]) -> None:
@@ -493,8 +505,8 @@ async def test_assume_role_takes_sts_tokens_in_the_thread_and_retries_there() ->
     s.aws.queue("AssumeRole", _query_error("Throttling", 400))
     role = RoleRef(ROLE, "shop")
     try:
-        # the role's first client: AssumeRole happens in the thread that asks for it
-        await asyncio.to_thread(s.aws.attach, "sqs", role)
+        # a client made outside AwsCaller: AssumeRole happens in the thread that asks for it
+        await asyncio.to_thread(s.caller.clients.get, "sqs", REGION, role)
         out = await s.caller.call("sqs", "ListQueues", region=None, role=role, resource="q")
         assert out["ResponseMetadata"]["HTTPStatusCode"] == 200
     finally:
@@ -510,7 +522,6 @@ def test_a_request_made_on_a_client_directly_still_takes_a_token() -> None:
     caller = AwsCaller(AwsSettings(default_region=REGION), limiters=RateLimiters(clock=FakeClock()))
     try:
         aws = FakeAws(caller)
-        aws.attach("autoscaling")
         client = caller.clients.get("autoscaling", REGION, None)
         before = caller.clients.limiters.bucket("autoscaling", REGION).available
         client.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=2)
@@ -519,3 +530,37 @@ def test_a_request_made_on_a_client_directly_still_takes_a_token() -> None:
         caller.close()
     assert before - after == 1
     assert aws.operations() == ["SetDesiredCapacity"]
+
+
+async def test_a_roles_first_call_awaits_its_sts_token_on_the_loop_and_assumes_once() -> None:
+    s = await _setup(limits={"sts": RateLimit(1.0, 1)})
+    role = RoleRef(ROLE, "shop")
+    order: list[str] = []
+    try:
+        await s.bucket("sts").wait()  # the sts bucket is empty now
+        calls = {
+            f"role-{i}": asyncio.create_task(
+                s.caller.call("sqs", "ListQueues", region=None, role=role, resource="q")
+            )
+            for i in range(2)
+        }
+        _done_order(calls, order)
+        await _until(lambda: s.gate.waiting == 1, "one caller waiting for the sts token")
+        for _ in range(10):  # the other waits for the role, on the loop too
+            await asyncio.sleep(0)
+        assert s.gate.waiting == 1
+        assert s.aws.operations() == []
+        assert s.caller.running[("sts", REGION)] == s.caller.running[("sqs", REGION)] == 0
+        await s.set_capacity()  # another service's call meanwhile
+        order.append("other")
+        s.gate.opened.set()
+        await asyncio.gather(*calls.values())
+    finally:
+        s.caller.close()
+    assert order[0] == "other"
+    assert s.aws.operations() == ["SetDesiredCapacity", "AssumeRole", "ListQueues", "ListQueues"]
+    [assume] = [x for x in s.aws.sent if x.operation == "AssumeRole"]
+    assert assume.thread.startswith(f"stackscaler-aws-sts-{REGION}")  # not an sqs thread
+    assert s.caller.clients.calls[("sts", "AssumeRole")] == 1
+    assert s.bucket("sts").available == 0  # one token for the one AssumeRole, none in debt
+    assert s.gate.asked == [1.0]

@@ -32,6 +32,7 @@ import re
 import threading
 import time
 import unicodedata
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -165,13 +166,29 @@ class _Attempt(threading.local):
     """Per worker thread: what the next request it sends has settled on the event loop."""
 
     def __init__(self) -> None:
-        self.paid: TokenBucket | None = None
-        """The bucket whose token :class:`AwsCaller` awaited for the next request sent."""
+        self.paid: list[TokenBucket] = []
+        """Buckets whose token :class:`AwsCaller` awaited for a request this thread sends next."""
         self.retry_of: tuple[str, str] | None = None
         """(service, operation) when the next call is a retry: counted as an attempt, not a call."""
 
 
 _ATTEMPT = _Attempt()
+
+
+@contextmanager
+def _prepaid(*buckets: TokenBucket) -> Iterator[None]:
+    """Tokens awaited on the event loop for the requests this thread sends next.
+
+    A request of one of these buckets takes its token instead of waiting in
+    the thread; the tokens no request took go back to their buckets.
+    """
+    _ATTEMPT.paid = list(buckets)
+    try:
+        yield
+    finally:
+        unused, _ATTEMPT.paid = _ATTEMPT.paid, []
+        for bucket in unused:
+            bucket.give_back()
 
 
 class ClientCache:
@@ -373,6 +390,25 @@ class ClientCache:
             self._hook("sts", "AssumeRole", _outcome(err))
         return err
 
+    def sts_region(self, region: str) -> str:
+        """Where AssumeRole goes for a call in ``region``."""
+        return self.settings.default_region or region
+
+    def sts_due(self, role: RoleRef) -> bool:
+        """Whether a call as ``role`` would call STS now: no session, or credentials to refresh."""
+        with self._lock:
+            entry = self._sessions.get(role)
+        if entry is None:
+            return True
+        credentials = entry.session.get_credentials()
+        return credentials is None or bool(credentials.refresh_needed())
+
+    def prepare(self, role: RoleRef, region: str) -> None:
+        """Assume ``role``, or refresh its credentials, if due (blocking: in a worker thread)."""
+        credentials = self._session(role, region).session.get_credentials()
+        if credentials is not None:
+            credentials.get_frozen_credentials()  # refreshes when due
+
     def get(self, service: str, region: str, role: RoleRef | None) -> Any:
         key: _ClientKey = (service, region, role)
         with self._lock:
@@ -410,8 +446,8 @@ class ClientCache:
         bucket = self.limiters.bucket(service, region)
 
         def before_send(**_: Any) -> None:
-            if _ATTEMPT.paid is bucket:  # AwsCaller awaited this token on the event loop
-                _ATTEMPT.paid = None
+            if bucket in _ATTEMPT.paid:  # AwsCaller awaited this token on the event loop
+                _ATTEMPT.paid.remove(bucket)
                 return
             bucket.acquire()  # a request made in a worker thread (AssumeRole): wait here
 
@@ -430,6 +466,10 @@ class ClientCache:
         client.meta.events.register("before-send", count_attempt)
         client.meta.events.register("before-call", before_call)
         return client
+
+
+PREPARE_AGAIN_AFTER = 30.0
+"""Seconds before a role whose AssumeRole failed is assumed ahead of a call again."""
 
 
 class AwsCaller:
@@ -470,6 +510,11 @@ class AwsCaller:
         self._lock = threading.Lock()
         self.running: Counter[tuple[str, str]] = Counter()
         """Attempts running in a worker thread now, by (service, region)."""
+        self._preparing: weakref.WeakValueDictionary[RoleRef, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        """Held while a role is assumed or refreshed ahead of its calls."""
+        self._not_before: dict[RoleRef, float] = {}
 
     def _pool(self, service: str, region: str) -> ThreadPoolExecutor:
         """The (service, region)'s own thread pool, made on first use."""
@@ -516,30 +561,28 @@ class AwsCaller:
         def run(attempt: int) -> dict[str, Any]:
             with self._lock:
                 self.running[key] += 1
-            unused = True  # the token awaited for this attempt, until a request takes it
             try:
-                client = self.clients.get(service, resolved, role)
-                if not models:
-                    models.append(client.meta.service_model.operation_model(operation))
-                method = getattr(client, xform_name(operation))
-                _ATTEMPT.paid = bucket
-                _ATTEMPT.retry_of = (service, operation) if attempt > 1 else None
-                try:
-                    return method(**params)  # type: ignore[no-any-return]
-                finally:
-                    unused = _ATTEMPT.paid is bucket  # nothing sent (a stub, invalid parameters)
-                    _ATTEMPT.paid = _ATTEMPT.retry_of = None
+                with _prepaid(bucket):  # given back if nothing is sent (a stub, bad parameters)
+                    client = self.clients.get(service, resolved, role)
+                    if not models:
+                        models.append(client.meta.service_model.operation_model(operation))
+                    method = getattr(client, xform_name(operation))
+                    _ATTEMPT.retry_of = (service, operation) if attempt > 1 else None
+                    try:
+                        return method(**params)  # type: ignore[no-any-return]
+                    finally:
+                        _ATTEMPT.retry_of = None
             finally:
-                if unused:
-                    bucket.give_back()
                 with self._lock:
                     self.running[key] -= 1
 
         attempt = 0
         while True:
             attempt += 1
-            await bucket.wait()  # on the loop: a call waiting its turn holds no thread
             try:
+                if role is not None:
+                    await self._prepare(role, resolved)
+                await bucket.wait()  # on the loop: a call waiting its turn holds no thread
                 result = await loop.run_in_executor(self._pool(service, resolved), run, attempt)
             except StackscalerError:  # already ours: no region, a failed AssumeRole (or refresh)
                 raise
@@ -557,6 +600,42 @@ class AwsCaller:
             if self._hook is not None:
                 self._hook(service, operation, "ok")
             return result
+
+    async def _prepare(self, role: RoleRef, region: str) -> None:
+        """Assume ``role`` (or refresh it) before a call needs it, its sts token awaited here.
+
+        One caller per role does it, in the sts pool, while the others of that
+        role wait on the loop. A failed AssumeRole caches no session: the next
+        call tries again. A failed refresh leaves the session (its credentials
+        still valid, due for refresh): for ``PREPARE_AGAIN_AFTER`` seconds the
+        next try is left to botocore, inside a call's thread, as it would be.
+        """
+        if not self.clients.sts_due(role):
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._not_before.get(role, 0.0):
+            return
+        lock = self._preparing.get(role)
+        if lock is None:
+            lock = self._preparing[role] = asyncio.Lock()
+        async with lock:
+            if not self.clients.sts_due(role):
+                return
+            sts_region = self.clients.sts_region(region)
+            sts = self.clients.limiters.bucket("sts", sts_region)
+            await sts.wait()
+
+            def prepare() -> None:
+                with _prepaid(sts):  # AssumeRole takes it; given back if no one was needed
+                    self.clients.prepare(role, region)
+
+            try:
+                await loop.run_in_executor(self._pool("sts", sts_region), prepare)
+            finally:
+                if role in self.clients.roles and self.clients.sts_due(role):  # refresh failed
+                    self._not_before[role] = loop.time() + PREPARE_AGAIN_AFTER
+                else:
+                    self._not_before.pop(role, None)
 
     def close(self) -> None:
         with self._lock:

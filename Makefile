@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit crds controlplane prometheus helm bench clean
+.PHONY: demo test lint typecheck unit crds controlplane prometheus helm bench bench-scale clean
 
 # Create the virtualenv and install the package with its test extra; re-run
 # when pyproject.toml changes.
@@ -62,6 +62,11 @@ prometheus:
 # as ratios to the oracle measured in the same run (docs/simulate.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The operator at fleet scale: 2,000 WebTiers on the real control plane and moto, per
+# 30 s wave (docs/development.md). ARGS passes options, e.g. make bench-scale ARGS='--tiers 100'.
+bench-scale: $(STAMP) controlplane
+	$(BIN)/python -m bench.scale $(ARGS)
 
 # Regenerate crds/*.yaml from the Python source of truth (stackscaler.model.crds).
 crds: $(STAMP)

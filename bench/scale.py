@@ -1,0 +1,904 @@
+"""`make bench-scale`: the operator at fleet scale, on the real control plane and moto.
+
+N WebTiers (default 2,000) on N Auto Scaling groups, each scaled on its own
+group's CPUUtilization from CloudWatch, all polled every ``--poll`` seconds
+(default 30). A third of them are hot (90 % against a 50 % target: they
+scale out), a third cold (15 %: they scale in), a third at target (50 %:
+nothing to do). Every process is the product's own: `stackscaler dev
+controlplane` (kube-apiserver and etcd), moto in server mode, and
+``stackscaler run`` as users start it, all on loopback.
+
+The scaling tiers take one step (one unit) per ``--cooldown`` seconds
+(default 600), their starts spread over that time: 2/3 x 2,000 / 600 s is
+2.2 SetDesiredCapacity calls a second fleet-wide, inside the operator's own
+Auto Scaling token bucket (5 a second, shared with DescribeAutoScalingGroups)
+-- a third of a 2,000-tier fleet changing every wave would need 44 a second,
+which no AWS account allows.
+
+After a warm-up (every tier has decided once, then ``--warmup-waves``
+waves), each wave of ``--poll`` seconds prints:
+
+* decision age p50/p99/max: at every sample (``--sample-every`` s), each
+  tier's ``now - last decision``, from the operator's per-resource gauge
+  ``stackscaler_last_decision_timestamp_seconds`` on its /metrics, or, when
+  the operator has no such gauge, from ``status.lastDecision.time`` as the
+  watch last delivered it (said so in the output);
+* AWS calls by operation, counted on moto's side of the wire (a counting
+  proxy in front of moto; the operator's own ``stackscaler_aws_calls_total``
+  is in the JSON for comparison);
+* API-server writes (kube-apiserver's ``apiserver_request_total``, every
+  verb that writes): status, spec, Events, other; and per tier per hour, for
+  all tiers and for the at-target third (steady state), from a watch;
+* CPU (cores: CPU seconds / wall seconds) of the operator, moto, the API
+  server and etcd, and the whole host (shared with other work); the
+  operator's RSS;
+* whether moto was the bottleneck: moto is one Python process, so near one
+  core it cannot answer faster, and what is measured is moto.
+
+The goals (for 2,000 tiers at a 30 s poll) are printed PASS or FAIL at the
+end, measured in the same run.
+
+    python -m bench.scale [--tiers N] [--waves W] [--poll S] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from kubernetes import client, config
+
+from bench.scale_probes import (
+    GROUP,
+    VERSION,
+    ApiServer,
+    CountingProxy,
+    ProcSample,
+    TierWatch,
+    fetch,
+    host_busy,
+    proc_sample,
+    samples,
+)
+from stackscaler.demo.processes import (
+    FAKE_ACCESS_KEY,
+    FAKE_SECRET_KEY,
+    Child,
+    ChildFailed,
+    children_env,
+    free_port,
+    moto_executable,
+    spawn,
+    start_moto,
+    tail,
+)
+from stackscaler.devtools import controlplane as cp
+
+REGION = "us-east-1"
+STACKSCALER = Path(sys.executable).parent / "stackscaler"
+CLASSES = ("hot", "cold", "target")
+CPU = {"hot": 90.0, "cold": 15.0, "target": 50.0}
+"""Each class's CPUUtilization once its load has started (50 % before)."""
+TARGET_CPU = 50.0
+DECISION_GAUGE = "stackscaler_last_decision_timestamp_seconds"
+AWS_CALLS = "stackscaler_aws_calls_total"
+STATUS_WRITES = "stackscaler_status_writes_total"
+MOTO_BOUND = 0.85
+"""moto at or above this many cores in a wave: it is the bottleneck."""
+AHEAD_MINUTES = 3
+"""CloudWatch datapoints are kept this far ahead of now (ignored until complete)."""
+
+# the goals of the issue, for 2,000 tiers at a 30 s poll
+GOAL_AGE_SLACK = 5.0
+GOAL_GET_METRIC_DATA = 5
+GOAL_DESCRIBE_GROUPS = 25
+GOAL_CPU_CORES = 0.25
+GOAL_RSS_MB = 300.0
+GOAL_WRITES_PER_TIER_HOUR = 12.0
+
+
+@dataclass(frozen=True)
+class Options:
+    tiers: int
+    waves: int
+    warmup_waves: int
+    poll: int
+    sample_every: float
+    cooldown: int
+    max_capacity: int
+    warmup_timeout: float
+    workers: int
+    json_out: Path | None
+    keep: bool
+
+
+# --- what a user applies ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    group: str
+    cls: str
+    index: int
+    """Its place within its class (spreads the load's start)."""
+
+    def start_capacity(self, opts: Options) -> int:
+        return {"hot": 1, "cold": opts.max_capacity, "target": 2}[self.cls]
+
+
+def fleet(n: int, suffix: str) -> list[Tier]:
+    out = []
+    for i in range(n):
+        cls = CLASSES[i % 3]
+        out.append(Tier(f"{cls}-{i:05d}", f"bench-{suffix}-{i:05d}", cls, i // 3))
+    return out
+
+
+def web_tier(namespace: str, tier: Tier, opts: Options) -> dict[str, Any]:
+    step = {"units": 1, "periodSeconds": 60}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WebTier",
+        "metadata": {"name": tier.name, "namespace": namespace},
+        "spec": {
+            "target": {"kind": "AutoScalingGroup", "name": tier.group, "region": REGION},
+            "minCapacity": 1,
+            "maxCapacity": opts.max_capacity,
+            "pollIntervalSeconds": opts.poll,
+            "warmupSeconds": 0,  # moto's instances are InService at once
+            "metrics": [
+                {
+                    "name": "cpu",
+                    "cloudWatch": {
+                        "namespace": "AWS/EC2",
+                        "metricName": "CPUUtilization",
+                        "dimensions": [{"name": "AutoScalingGroupName", "value": tier.group}],
+                        "statistic": "Average",
+                        "periodSeconds": 60,
+                    },
+                    "target": {"type": "Value", "value": TARGET_CPU},
+                }
+            ],
+            "behavior": {
+                "scaleOut": {"cooldownSeconds": opts.cooldown, "maxStep": step},
+                "scaleIn": {
+                    "cooldownSeconds": opts.cooldown,
+                    "stabilizationWindowSeconds": 0,
+                    "maxStep": step,
+                },
+            },
+        },
+    }
+
+
+# --- moto: groups and their CPU ----------------------------------------------------------
+
+
+class Moto:
+    """boto3 on moto directly (not through the counting proxy: not the operator's calls)."""
+
+    def __init__(self, endpoint: str, workers: int) -> None:
+        session = boto3.session.Session(
+            aws_access_key_id=FAKE_ACCESS_KEY,
+            aws_secret_access_key=FAKE_SECRET_KEY,
+            region_name=REGION,
+        )
+        cfg = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            read_timeout=120,
+            max_pool_connections=workers + 2,
+        )
+        self.autoscaling = session.client("autoscaling", endpoint_url=endpoint, config=cfg)
+        self.ec2 = session.client("ec2", endpoint_url=endpoint, config=cfg)
+        self.cloudwatch = session.client("cloudwatch", endpoint_url=endpoint, config=cfg)
+
+    def groups(self, tiers: Sequence[Tier], opts: Options, pool: ThreadPoolExecutor) -> None:
+        template = f"{tiers[0].group}-lt"
+        self.ec2.create_launch_template(
+            LaunchTemplateName=template,
+            LaunchTemplateData={"ImageId": "ami-12345678", "InstanceType": "t3.micro"},
+        )
+
+        def make(t: Tier) -> None:
+            self.autoscaling.create_auto_scaling_group(
+                AutoScalingGroupName=t.group,
+                LaunchTemplate={"LaunchTemplateName": template, "Version": "$Latest"},
+                MinSize=0,
+                MaxSize=opts.max_capacity,
+                DesiredCapacity=t.start_capacity(opts),
+                AvailabilityZones=[f"{REGION}a"],
+            )
+
+        list(pool.map(make, tiers))
+
+
+class CpuFeeder:
+    """Keeps each group's CPUUtilization in moto up to a few minutes ahead of now.
+
+    One datapoint per group per minute, stamped 5 s into the minute. Before
+    its load starts a group is at the target (50 %); a scaling tier's load
+    starts in one of the first ``spread`` minutes (by its index), so the
+    fleet's scale actions are spread over its cooldown rather than all at once.
+    """
+
+    def __init__(self, moto: Moto, tiers: Sequence[Tier], start: float, spread: int) -> None:
+        self.moto, self.tiers, self.start, self.spread = moto, tiers, start, max(1, spread)
+        self.done_until = 0.0
+        """The minute (epoch seconds) up to which datapoints are in (exclusive)."""
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cpu-feeder", daemon=True)
+
+    def value(self, tier: Tier, minute: float) -> float:
+        onset = self.start + 60 * (tier.index % self.spread)
+        return CPU[tier.cls] if minute >= onset else TARGET_CPU
+
+    def feed(self, first: float, until: float, pool: ThreadPoolExecutor) -> None:
+        """Datapoints for every minute in [first, until), 20 to a call."""
+        data = [
+            {
+                "MetricName": "CPUUtilization",
+                "Dimensions": [{"Name": "AutoScalingGroupName", "Value": t.group}],
+                "Timestamp": datetime.fromtimestamp(minute + 5, UTC),
+                "Value": self.value(t, minute),
+                "Unit": "Percent",
+            }
+            for minute in range(int(first), int(until), 60)
+            for t in self.tiers
+        ]
+        # botocore gzips bodies over 10 KB, which moto's server cannot read: 20 at a time
+        chunks = [data[i : i + 20] for i in range(0, len(data), 20)]
+        list(
+            pool.map(
+                lambda c: self.moto.cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=c),
+                chunks,
+            )
+        )
+        self.done_until = max(self.done_until, until)
+
+    def begin(self, pool: ThreadPoolExecutor, past_minutes: int = 6) -> None:
+        now_minute = math.floor(time.time() / 60) * 60
+        self.feed(now_minute - 60 * past_minutes, now_minute + 60 * (AHEAD_MINUTES + 1), pool)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        with ThreadPoolExecutor(2) as pool:
+            while not self._stop.wait(5.0):
+                now_minute = math.floor(time.time() / 60) * 60
+                until = now_minute + 60 * (AHEAD_MINUTES + 1)
+                if until > self.done_until:
+                    try:
+                        self.feed(self.done_until, until, pool)
+                    except Exception as exc:  # keep feeding; reported at the end
+                        self.errors.append(repr(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+
+# --- the operator ------------------------------------------------------------------------
+
+
+class Operator:
+    def __init__(self, child: Child, port: int) -> None:
+        self.child, self.port = child, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.scrapes: list[float] = []
+        """Seconds each /metrics scrape took."""
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp,
+            ):
+                if resp.status == 200:
+                    return
+            if not self.child.alive():
+                raise ChildFailed(f"stackscaler run exited:\n{tail(self.child.log)}")
+            time.sleep(0.5)
+        raise ChildFailed(f"/readyz not 200 within {timeout:g}s:\n{tail(self.child.log)}")
+
+    def metrics(self) -> str:
+        started = time.monotonic()
+        text = fetch(self.url + "/metrics", timeout=30)
+        self.scrapes.append(time.monotonic() - started)
+        return text
+
+
+def start_operator(kubeconfig: Path, namespace: str, logs: Path, endpoint: str) -> Operator:
+    port = free_port()
+    argv = [
+        str(STACKSCALER),
+        "run",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        namespace,
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(port),
+        "--log-format",
+        "json",
+    ]
+    env = children_env(endpoint, REGION)
+    env.pop("KUBECONFIG", None)  # --kubeconfig only
+    return Operator(spawn("operator", argv, logs / "operator.log", env), port)
+
+
+def decision_times(text: str, namespace: str) -> dict[str, float]:
+    """Tier name -> the operator's last decision time, from its per-resource gauge."""
+    return {
+        labels.get("name", ""): value
+        for _, labels, value in samples(text, {DECISION_GAUGE})
+        if labels.get("namespace") == namespace and labels.get("kind", "WebTier") == "WebTier"
+    }
+
+
+def operator_counts(text: str) -> tuple[Counter[str], Counter[str]]:
+    """The operator's own AWS calls by operation, and its status writes by result."""
+    calls: Counter[str] = Counter()
+    writes: Counter[str] = Counter()
+    for name, labels, value in samples(text, {AWS_CALLS, STATUS_WRITES}):
+        if name == AWS_CALLS:
+            calls[labels.get("operation", "?")] += int(value)
+        else:
+            writes[labels.get("result", "?")] += int(value)
+    return calls, writes
+
+
+# --- measuring -----------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    t: float
+    moto_calls: Counter[str]
+    operator_calls: Counter[str]
+    status_writes: Counter[str]
+    kube_writes: Counter[str]
+    procs: dict[str, ProcSample | None]
+    host: tuple[float, float]
+
+
+@dataclass
+class Wave:
+    number: int
+    start: float
+    seconds: float
+    ages: list[float] = field(default_factory=list)
+    samples: int = 0
+
+    def age_stats(self) -> dict[str, float]:
+        if not self.ages:
+            return {"p50": math.nan, "p99": math.nan, "max": math.nan}
+        ages = sorted(self.ages)
+        return {
+            "p50": ages[len(ages) // 2],
+            "p99": ages[min(len(ages) - 1, math.ceil(0.99 * len(ages)) - 1)],
+            "max": ages[-1],
+        }
+
+
+class Bench:
+    def __init__(self, opts: Options, workdir: Path) -> None:
+        self.opts, self.workdir = opts, workdir
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.namespace = f"bench-{os.urandom(3).hex()}"
+        self.tiers = fleet(opts.tiers, self.namespace.removeprefix("bench-"))
+        self.classes = {t.name: t.cls for t in self.tiers}
+        self.per_class = Counter(t.cls for t in self.tiers)
+        self.plane: cp.ControlPlane | None = None
+        self.moto: Child | None = None
+        self.proxy: CountingProxy | None = None
+        self.feeder: CpuFeeder | None = None
+        self.watch: TierWatch | None = None
+        self.operator: Operator | None = None
+        self.clock = "gauge"
+        self.notes: list[str] = []
+
+    # --- setup ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        opts = self.opts
+        say(f"control plane: {self.workdir / 'cp'}")
+        binaries = cp.build(log=say)
+        self.plane = cp.start(self.workdir / "cp", binaries=binaries, die_with_parent=True)
+        exe = moto_executable()
+        if exe is None:
+            raise ChildFailed("moto_server is not installed (pip install -e '.[test]')")
+        self.moto, moto_endpoint = start_moto(exe, self.logs, REGION)
+        self.proxy = CountingProxy(moto_endpoint)
+        proxy_endpoint = self.proxy.start()
+        say(f"moto {moto_endpoint} (pid {self.moto.pid}), counting proxy {proxy_endpoint}")
+
+        aws = Moto(moto_endpoint, opts.workers)
+        with ThreadPoolExecutor(opts.workers) as pool:
+            started = time.monotonic()
+            aws.groups(self.tiers, opts, pool)
+            say(f"{opts.tiers} Auto Scaling groups in {time.monotonic() - started:.0f} s")
+            started = time.monotonic()
+            onset = math.floor(time.time() / 60) * 60 + 120
+            self.feeder = CpuFeeder(aws, self.tiers, onset, opts.cooldown // 60)
+            self.feeder.begin(pool)
+            say(f"CPU datapoints in {time.monotonic() - started:.0f} s")
+            started = time.monotonic()
+            self._webtiers(pool)
+            say(f"{opts.tiers} WebTiers in {time.monotonic() - started:.0f} s")
+        self.watch = TierWatch(self.plane.kubeconfig, self.namespace, self.classes).start()
+        self.operator = start_operator(
+            self.plane.kubeconfig, self.namespace, self.logs, proxy_endpoint
+        )
+        self.operator.wait_ready()
+        say(f"operator pid {self.operator.child.pid}, /metrics {self.operator.url}")
+
+    def _webtiers(self, pool: ThreadPoolExecutor) -> None:
+        assert self.plane is not None
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(self.plane.kubeconfig), client_configuration=cfg)
+        cfg.connection_pool_maxsize = self.opts.workers
+        api = client.ApiClient(cfg)
+        try:
+            client.CoreV1Api(api).create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace))
+            )
+            objects = client.CustomObjectsApi(api)
+            list(
+                pool.map(
+                    lambda t: objects.create_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        self.namespace,
+                        "webtiers",
+                        web_tier(self.namespace, t, self.opts),
+                    ),
+                    self.tiers,
+                )
+            )
+        finally:
+            api.close()
+
+    # --- sampling --------------------------------------------------------------
+
+    def decided(self) -> dict[str, float]:
+        """Tier -> last decision time, by the clock in use."""
+        assert self.operator is not None and self.watch is not None
+        if self.clock == "gauge":
+            return decision_times(self.operator.metrics(), self.namespace)
+        return dict(self.watch.decided)
+
+    def warm_up(self) -> float:
+        """Wait until every tier has decided; which clock tells. Returns the time it took."""
+        assert self.operator is not None and self.watch is not None
+        started = time.time()
+        deadline = time.monotonic() + self.opts.warmup_timeout
+        while True:
+            gauge = decision_times(self.operator.metrics(), self.namespace)
+            status = dict(self.watch.decided)
+            if gauge:
+                self.clock = "gauge"
+            elif len(status) == len(self.tiers):
+                self.clock = "status"
+                self.notes.append(
+                    f"the operator exports no {DECISION_GAUGE}: decision ages come from "
+                    "status.lastDecision.time (a status rewritten only every few minutes "
+                    "makes them look older than they are)"
+                )
+            done = len(gauge) if gauge else len(status)
+            if done == len(self.tiers):
+                return time.time() - started
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"only {done} of {len(self.tiers)} tiers decided within "
+                    f"{self.opts.warmup_timeout:g} s\n{tail(self.operator.child.log)}"
+                )
+            say(f"  warm-up: {done}/{len(self.tiers)} tiers decided")
+            self._check_alive()
+            time.sleep(max(self.opts.sample_every, 5.0))
+
+    def snapshot(self) -> Snapshot:
+        assert self.plane and self.moto and self.proxy and self.operator
+        pids = {
+            "operator": self.operator.child.pid,
+            "moto": self.moto.pid,
+            "apiserver": self.plane.pids["kube-apiserver"],
+            "etcd": self.plane.pids["etcd"],
+            "bench": os.getpid(),
+        }
+        api = ApiServer(self.plane.server, self.plane.token, self.plane.ca_file)
+        calls, status_writes = operator_counts(self.operator.metrics())
+        return Snapshot(
+            time.time(),
+            self.proxy.counts(),
+            calls,
+            status_writes,
+            api.writes(),
+            {k: proc_sample(pid) for k, pid in pids.items()},
+            host_busy(),
+        )
+
+    def _check_alive(self) -> None:
+        for child in (self.operator.child if self.operator else None, self.moto):
+            if child is not None and not child.alive():
+                raise ChildFailed(f"{child.name} exited:\n{tail(child.log)}")
+
+    def run_waves(self) -> list[dict[str, Any]]:
+        opts = self.opts
+        # waves end a second before the aligned ticks, so a tick's burst falls inside one
+        first = (math.floor(time.time() / opts.poll) + 1) * opts.poll - 1
+        for k in range(opts.warmup_waves):
+            sleep_until(first + k * opts.poll, self._check_alive)
+            say(f"  warm-up wave {k + 1}/{opts.warmup_waves}")
+        start = first + opts.warmup_waves * opts.poll
+        sleep_until(start, self._check_alive)
+        before = self.snapshot()
+        results = []
+        say(HEADER)
+        for n in range(1, opts.waves + 1):
+            wave = Wave(n, before.t, 0.0)
+            end = start + n * opts.poll
+            while time.time() < end - 0.5:
+                decided = self.decided()
+                now = time.time()
+                wave.ages.extend(now - decided.get(t.name, 0.0) for t in self.tiers)
+                wave.samples += 1
+                self._check_alive()
+                # jittered, so the samples do not keep one phase of the aligned ticks
+                pause = opts.sample_every * random.uniform(0.7, 1.3)
+                sleep_until(min(end, now + pause), None)
+            sleep_until(end, None)
+            after = self.snapshot()
+            wave.seconds = after.t - before.t
+            row = self.wave_result(wave, before, after)
+            results.append(row)
+            say(format_row(row))
+            before = after
+        return results
+
+    def wave_result(self, wave: Wave, before: Snapshot, after: Snapshot) -> dict[str, Any]:
+        assert self.watch is not None
+        secs = wave.seconds
+        cores = {}
+        for k in after.procs:
+            a, b = after.procs[k], before.procs[k]
+            cores[k] = (a.cpu - b.cpu) / secs if a and b else math.nan
+        busy = (after.host[0] - before.host[0]) / max(after.host[1] - before.host[1], 1e-9)
+        cores["host"] = busy * (os.cpu_count() or 1)
+        op = after.procs["operator"]
+        writes = after.kube_writes - before.kube_writes
+        by_class = self.watch.writes_between(before.t, after.t)
+        hours = secs / 3600
+        per_tier_hour = {
+            cls: by_class[cls] / self.per_class[cls] / hours
+            for cls in CLASSES
+            if self.per_class[cls]
+        }
+        tier_writes = writes["status"] + writes["spec"] + writes["events"]
+        per_tier_hour["all"] = tier_writes / len(self.tiers) / hours
+        return {
+            "wave": wave.number,
+            "seconds": round(secs, 2),
+            "decision_age": {k: round(v, 2) for k, v in wave.age_stats().items()},
+            "samples": wave.samples,
+            "aws_calls_moto": dict(after.moto_calls - before.moto_calls),
+            "aws_calls_operator": dict(after.operator_calls - before.operator_calls),
+            "apiserver_writes": dict(writes),
+            "operator_status_writes": dict(after.status_writes - before.status_writes),
+            "writes_per_tier_hour": {k: round(v, 2) for k, v in per_tier_hour.items()},
+            "target_writes": by_class["target"],
+            "target_tiers": self.per_class["target"],
+            "cores": {k: round(v, 3) for k, v in cores.items()},
+            "operator_rss_mb": round(op.rss_mb, 1) if op else math.nan,
+            "operator_hwm_mb": round(op.hwm_mb, 1) if op else math.nan,
+            "moto_bound": cores["moto"] >= MOTO_BOUND,
+        }
+
+    # --- teardown --------------------------------------------------------------
+
+    def teardown(self) -> None:
+        steps: list[Callable[[], object]] = []
+        if self.operator is not None:
+            steps.append(self.operator.child.stop)
+        if self.watch is not None:
+            steps.append(self.watch.stop)
+        if self.feeder is not None:
+            steps.append(self.feeder.stop)
+        if self.proxy is not None:
+            steps.append(self.proxy.stop)
+        if self.moto is not None:
+            steps.append(self.moto.stop)
+        steps.append(lambda: cp.stop(self.workdir / "cp"))
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # stop the rest anyway
+                say(f"teardown: {exc!r}")
+
+
+# --- output -----------------------------------------------------------------------------
+
+HEADER = (
+    f"{'wave':>4} {'age p50/p99/max s':>18} {'GMD':>4} {'DASG':>4} {'SDC':>4} {'oth':>4}"
+    f" {'kube st/sp/ev/oth':>17} {'w/tier/h all/tgt':>17}"
+    f" {'op cpu':>6} {'op RSS':>7} {'moto':>5} {'kapi':>5} {'etcd':>5} {'host':>5}"
+)
+
+
+def format_row(r: dict[str, Any]) -> str:
+    a, c, m, w = r["decision_age"], r["cores"], r["aws_calls_moto"], r["apiserver_writes"]
+    named = ("GetMetricData", "DescribeAutoScalingGroups", "SetDesiredCapacity")
+    other = sum(v for k, v in m.items() if k not in named)
+    age = f"{a['p50']:.1f}/{a['p99']:.1f}/{a['max']:.1f}"
+    kube = f"{w.get('status', 0)}/{w.get('spec', 0)}/{w.get('events', 0)}/{w.get('other', 0)}"
+    wt = r["writes_per_tier_hour"]
+    per = f"{wt['all']:.1f}/{wt.get('target', math.nan):.1f}"
+    flag = " moto-bound" if r["moto_bound"] else ""
+    return (
+        f"{r['wave']:>4} {age:>18} {m.get(named[0], 0):>4} {m.get(named[1], 0):>4}"
+        f" {m.get(named[2], 0):>4} {other:>4} {kube:>17} {per:>17}"
+        f" {c['operator']:>6.3f} {r['operator_rss_mb']:>5.0f}MB {c['moto']:>5.2f}"
+        f" {c['apiserver']:>5.2f} {c['etcd']:>5.2f} {c['host']:>5.2f}{flag}"
+    )
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    measured: str
+    ok: bool
+
+
+def steady_writes(waves: Sequence[dict[str, Any]], watch: TierWatch | None) -> tuple[float, str]:
+    """Writes per tier per hour of the at-target third (nothing to do: the steady state).
+
+    The status is refreshed every few minutes, and all tiers started together,
+    so a count over a window of a few minutes depends on where the window
+    falls: the median time between two writes of the same tier is the
+    figure, when the run saw one; else the count over the measured waves.
+    """
+    gaps = watch.intervals("target") if watch is not None else []
+    if gaps:
+        gap = statistics.median(gaps)
+        return 3600 / gap, f"one write every {gap:.0f} s (median of {len(gaps)} gaps)"
+    seconds = sum(w["seconds"] for w in waves)
+    count = sum(w["target_writes"] for w in waves)
+    tiers = waves[0]["target_tiers"] if waves else 0
+    rate = count / max(tiers, 1) / (seconds / 3600)
+    return rate, f"{count} writes of {tiers} tiers in {seconds:.0f} s (no tier wrote twice)"
+
+
+def goals(
+    waves: Sequence[dict[str, Any]], opts: Options, peak_rss: float, watch: TierWatch | None
+) -> list[Goal]:
+    budget = opts.poll + GOAL_AGE_SLACK
+    p99 = max(w["decision_age"]["p99"] for w in waves)
+    worst = max(w["decision_age"]["max"] for w in waves)
+    gmd = max(w["aws_calls_moto"].get("GetMetricData", 0) for w in waves)
+    dasg = max(w["aws_calls_moto"].get("DescribeAutoScalingGroups", 0) for w in waves)
+    cpu = statistics.fmean(w["cores"]["operator"] for w in waves)
+    cpu_max = max(w["cores"]["operator"] for w in waves)
+    steady, how = steady_writes(waves, watch)
+    return [
+        Goal(
+            f"decision age p99 <= poll + {GOAL_AGE_SLACK:g} s ({budget:g} s) at every sample",
+            f"worst wave p99 {p99:.1f} s",
+            p99 <= budget,
+        ),
+        Goal(
+            f"decision age max <= poll + {GOAL_AGE_SLACK:g} s ({budget:g} s) at every sample",
+            f"{worst:.1f} s",
+            worst <= budget,
+        ),
+        Goal(
+            f"GetMetricData <= {GOAL_GET_METRIC_DATA} per wave",
+            f"worst wave {gmd}",
+            gmd <= GOAL_GET_METRIC_DATA,
+        ),
+        Goal(
+            f"DescribeAutoScalingGroups <= {GOAL_DESCRIBE_GROUPS} per wave",
+            f"worst wave {dasg}",
+            dasg <= GOAL_DESCRIBE_GROUPS,
+        ),
+        Goal(
+            f"operator CPU <= {GOAL_CPU_CORES} core (mean of the waves)",
+            f"{cpu:.3f} (worst wave {cpu_max:.3f})",
+            cpu <= GOAL_CPU_CORES,
+        ),
+        Goal(
+            f"operator RSS <= {GOAL_RSS_MB:g} MB (peak, VmHWM)",
+            f"{peak_rss:.0f} MB",
+            peak_rss <= GOAL_RSS_MB,
+        ),
+        Goal(
+            f"steady-state API-server writes <= {GOAL_WRITES_PER_TIER_HOUR:g} per tier per hour"
+            " (the at-target third)",
+            f"{steady:.1f} ({how})",
+            steady <= GOAL_WRITES_PER_TIER_HOUR,
+        ),
+    ]
+
+
+def totals(waves: Sequence[dict[str, Any]], key: str) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for w in waves:
+        out.update(w[key])
+    return out
+
+
+def report(bench: Bench, waves: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
+    opts = bench.opts
+    assert bench.operator is not None
+    last = proc_sample(bench.operator.child.pid)
+    peak = last.hwm_mb if last else max(w["operator_hwm_mb"] for w in waves)
+    print()
+    bound = [w["wave"] for w in waves if w["moto_bound"]]
+    moto = [w["cores"]["moto"] for w in waves]
+    print(
+        f"moto: {statistics.fmean(moto):.2f} core on average, at most {max(moto):.2f} "
+        f"(one Python process: ~1.0 is all it has)."
+    )
+    if bound:
+        print(
+            f"  moto was the bottleneck in wave(s) {', '.join(map(str, bound))} (>= "
+            f"{MOTO_BOUND} core): decision ages and AWS latencies there measure moto, not the "
+            "operator."
+        )
+    else:
+        print("  moto was not the bottleneck (below 0.85 core in every wave).")
+    host = [w["cores"]["host"] for w in waves]
+    print(
+        f"host: {statistics.fmean(host):.2f} of {os.cpu_count()} cores busy on average "
+        "(everything on the machine, this run included)."
+    )
+    print(
+        f"AWS calls by operation, all waves (moto's side): {dict(totals(waves, 'aws_calls_moto'))}"
+    )
+    print(
+        f"AWS calls by operation, all waves (operator's {AWS_CALLS}): "
+        f"{dict(totals(waves, 'aws_calls_operator'))}"
+    )
+    scrapes = bench.operator.scrapes
+    if scrapes:
+        print(
+            f"operator /metrics scrapes: {len(scrapes)}, {statistics.fmean(scrapes):.2f} s each "
+            "on average (their cost is in the operator's CPU)"
+        )
+    sw = totals(waves, "operator_status_writes")
+    if sw:
+        print(f"status writes, all waves (operator's {STATUS_WRITES}): {dict(sw)}")
+    print(f"decision clock: {bench.clock}; first decision of every tier after {warmup:.0f} s")
+    for note in bench.notes:
+        print(f"note: {note}")
+    if bench.watch is not None and bench.watch.errors:
+        print(f"note: the watch restarted {len(bench.watch.errors)} time(s) on errors")
+    if bench.feeder is not None and bench.feeder.errors:
+        print(f"note: CPU feeder errors: {bench.feeder.errors[:3]}")
+    print()
+    if (opts.tiers, opts.poll) != (2000, 30):
+        print(
+            f"goals (set for 2,000 tiers at a 30 s poll; this run: {opts.tiers} at {opts.poll} s):"
+        )
+    else:
+        print("goals:")
+    checked = goals(waves, opts, peak, bench.watch)
+    for g in checked:
+        print(f"  {'PASS' if g.ok else 'FAIL'}  {g.name}: {g.measured}")
+    return {
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "decision_clock": bench.clock,
+        "warmup_seconds": round(warmup, 1),
+        "waves": waves,
+        "operator_peak_rss_mb": peak,
+        "goals": [asdict(g) for g in checked],
+        "notes": bench.notes,
+    }
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def sleep_until(moment: float, check: Callable[[], None] | None) -> None:
+    while (left := moment - time.time()) > 0:
+        time.sleep(min(left, 5.0))
+        if check is not None:
+            check()
+
+
+def parse(argv: Iterable[str] | None = None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
+    p.add_argument("--tiers", type=int, default=2000, help="WebTiers and groups (default 2000)")
+    p.add_argument("--waves", type=int, default=10, help="measured waves (default 10)")
+    p.add_argument("--warmup-waves", type=int, default=2, help="waves after the first decisions")
+    p.add_argument("--poll", type=int, default=30, help="pollIntervalSeconds (default 30)")
+    p.add_argument("--sample-every", type=float, default=5.0, help="decision-age sampling (s)")
+    p.add_argument("--cooldown", type=int, default=600, help="scaling tiers' cooldown (s)")
+    p.add_argument("--max-capacity", type=int, default=4)
+    p.add_argument("--warmup-timeout", type=float, default=900.0)
+    p.add_argument("--workers", type=int, default=8, help="threads creating groups and tiers")
+    p.add_argument("--json", type=Path, dest="json_out", help="write the results here")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    a = p.parse_args(list(argv) if argv is not None else None)
+    if a.tiers < 3 or a.waves < 1 or a.poll < 5 or a.max_capacity < 2:
+        p.error("need --tiers >= 3, --waves >= 1, --poll >= 5, --max-capacity >= 2")
+    return Options(
+        a.tiers,
+        a.waves,
+        a.warmup_waves,
+        a.poll,
+        a.sample_every,
+        a.cooldown,
+        a.max_capacity,
+        a.warmup_timeout,
+        a.workers,
+        a.json_out,
+        a.keep,
+    )
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    opts = parse(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    bench = Bench(opts, workdir)
+    failed = True
+    try:
+        try:
+            bench.setup()
+        except cp.ControlPlaneUnavailable as exc:
+            say(f"bench-scale needs the control plane: {exc}")
+            return 2
+        warmup = bench.warm_up()
+        say(f"every tier decided after {warmup:.0f} s (clock: {bench.clock})")
+        waves = bench.run_waves()
+        out = report(bench, waves, warmup)
+        if opts.json_out is not None:
+            opts.json_out.write_text(json.dumps(out, indent=1) + "\n")
+            say(f"results: {opts.json_out}")
+        failed = False
+        return 0
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        if failed and bench.operator is not None:
+            say(f"--- operator log (last lines) ---\n{tail(bench.operator.child.log, 30)}")
+        bench.teardown()
+        if opts.keep or failed:
+            say(f"logs kept in {workdir / 'logs'}")
+            shutil.rmtree(workdir / "cp", ignore_errors=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

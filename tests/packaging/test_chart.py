@@ -1,4 +1,4 @@
-"""The Helm chart (charts/stackscaler): rendering, values schema, RBAC, and a real install.
+"""The Helm chart (charts/stackscaler): rendering, values schema, RBAC, and real installs.
 
 Rendering tests run ``helm lint`` and ``helm template`` (the pinned helm from
 ``helm_tool``) with the default values and each documented option, and assert
@@ -6,12 +6,16 @@ on the parsed objects. The control-plane tests apply what the chart renders to
 the real kube-apiserver with server-side apply, then run ``stackscaler run``
 with a token of the chart's ServiceAccount (the API server enforces RBAC)
 through one scale-out of a WorkerPool on a Deployment fed by a moto SQS queue;
-and install the chart with ``helm install`` itself. Without helm the tests
-skip with a message saying how to get it, except under CI=true, where they fail.
+and install the chart with ``helm install`` itself with 3 replicas, run the
+three replicas the Deployment describes (there is no kubelet), SIGKILL the one
+acting and check that a standby scales on, with exactly one SetDesiredCapacity
+per decision reaching moto. Without helm the tests skip with a message saying
+how to get it, except under CI=true, where they fail.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -25,18 +29,23 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import pytest
 import yaml
+from aiohttp import web
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from stackscaler.cli import run
 from stackscaler.devtools import controlplane as cp
 from stackscaler.devtools.controlplane import exit_with_parent
 from stackscaler.tenancy import parse_tenancy
 from tests.integration import conftest as integration
+from tests.integration.aws_faults import FaultProxy, ThreadedFaultProxy, operation_of
 from tests.integration.conftest import REGION, Kubectl
 from tests.integration.netutil import free_port
 from tests.packaging import helm_tool
@@ -67,18 +76,15 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "watch-namespaces": {"watchNamespaces": ["shop", "web"]},
     "watch-patterns": {"watchNamespaces": ["team-*", "shop"]},
     "selector": {"selector": "app=web,tier"},
-    "peering": {"peering": {"enabled": True}, "replicaCount": 2},
-    "peering-namespaces": {
-        "peering": {"enabled": True},
-        "replicaCount": 3,
+    "replicas": {"replicaCount": 3},
+    "sharded-namespaces": {
+        "replicaCount": 5,
+        "shards": 10,
+        "leaseDurationSeconds": 30,
         "watchNamespaces": ["shop", "web"],
     },
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}},
-    "pdb-off": {
-        "peering": {"enabled": True},
-        "replicaCount": 2,
-        "podDisruptionBudget": {"enabled": False},
-    },
+    "pdb-off": {"replicaCount": 2, "podDisruptionBudget": {"enabled": False}},
     "irsa": {
         "aws": {"region": "eu-west-1", "irsaRoleArn": "arn:aws:iam::123456789012:role/scaler"},
         "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
@@ -302,7 +308,10 @@ def test_lint_passes_for_every_documented_option(helm: Helm, option: str) -> Non
     [
         ("replicaCout=2", "additional properties 'replicaCout' not allowed"),
         ("image.tga=x", "additional properties 'tga' not allowed"),
-        ("peering.enabeld=true", "additional properties 'enabeld' not allowed"),
+        ("shard=2", "additional properties 'shard' not allowed"),
+        ("peering.enabled=true", "additional properties 'peering' not allowed"),  # removed
+        ("shards=0", "at '/shards': minimum: got 0, want 1"),
+        ("leaseDurationSeconds=1", "at '/leaseDurationSeconds': minimum: got 1, want 3"),
         ("logFormat=xml", "logFormat"),
     ],
 )
@@ -368,7 +377,11 @@ def test_default_render(helm: Helm) -> None:
     deploy = one(docs, "Deployment", "rel-stackscaler")
     assert deploy["metadata"]["namespace"] == RELEASE_NS
     assert deploy["spec"]["replicas"] == 1
-    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    # a replaced pod hands its leases over at SIGTERM: a rolling update never has two acting
+    assert deploy["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     assert not find(docs, "StatefulSet")
     pod = deploy["spec"]["template"]["spec"]
     c = container(docs)
@@ -381,8 +394,17 @@ def test_default_render(helm: Helm) -> None:
         "INFO",
         "--metrics-port",
         "8080",
+        # always leases, even with one replica
+        "--shards",
+        "1",
+        "--lease-namespace",
+        RELEASE_NS,
+        "--lease-group",
+        "rel-stackscaler",
+        "--lease-duration",
+        "15",
     ]
-    assert "env" not in c  # no region, no peering, no extra env
+    assert c["env"] == DOWNWARD_ENV  # no region, no extra env
 
     # restrictive security contexts
     assert pod["securityContext"] == {
@@ -422,14 +444,24 @@ def test_default_render(helm: Helm) -> None:
 
     assert not find(docs, "ServiceMonitor")
     assert not find(docs, "PodDisruptionBudget")
-    assert not find(docs, "ClusterKopfPeering") + find(docs, "KopfPeering")
     crds = {d["metadata"]["name"] for d in find(docs, "CustomResourceDefinition")}
     assert crds == {f"{k}.stackscaler.dev" for k in KINDS}
+    # kopf's peering is gone: no peering objects, CRDs or grants
+    assert not {d["apiVersion"] for d in docs if d["apiVersion"].startswith("kopf.dev/")}
+    assert not (CHART / "crds").exists()
+    with_crds = helm.template(None, "--include-crds")
+    assert {d["metadata"]["name"] for d in find(with_crds, "CustomResourceDefinition")} == crds
 
 
 # --- RBAC ---------------------------------------------------------------------------
 
 READ = {"get", "list", "watch"}
+LEASE_VERBS = {"get", "list", "create", "update", "delete"}
+"""What stackscaler/leases.py calls: read, list, create, replace, delete (never watch, patch)."""
+DOWNWARD_ENV = [
+    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+]
 WORKLOAD_GRANTS = {
     # the workload's spec.replicas and ready replicas (status) are read from the object
     # itself; the only write is to /scale
@@ -469,13 +501,17 @@ def test_rbac_never_touches_secrets_nor_specs(helm: Helm, option: str) -> None:
 
 def test_default_rbac_is_exactly_what_the_operator_needs(helm: Helm) -> None:
     docs = helm.template()
-    assert not find(docs, "Role") and not find(docs, "RoleBinding")
+    # namespaced: only the Leases, in the release namespace
+    assert [(r["metadata"]["namespace"], r["metadata"]["name"]) for r in find(docs, "Role")] == [
+        (RELEASE_NS, "rel-stackscaler-leases")
+    ]
     assert grants(docs) == {
         **{("stackscaler.dev", k): READ for k in KINDS},
         **{("stackscaler.dev", f"{k}/status"): {"get", "patch", "update"} for k in KINDS},
         ("", "events"): {"create", "patch"},
         **{("apps", resource): verbs for resource, verbs in WORKLOAD_GRANTS.items()},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+        ("coordination.k8s.io", "leases"): LEASE_VERBS,
     }
 
 
@@ -538,7 +574,7 @@ def test_exact_watch_namespaces_get_a_role_and_binding_each(helm: Helm) -> None:
 def test_namespace_patterns_are_granted_cluster_wide_with_namespace_listing(helm: Helm) -> None:
     docs = helm.template(OPTIONS["watch-patterns"])
     assert arg_value(container(docs)["args"], "--namespace") == ["team-*", "shop"]
-    assert not find(docs, "Role")
+    assert [r["metadata"]["name"] for r in find(docs, "Role")] == ["rel-stackscaler-leases"]
     assert ("", "namespaces") in grants(docs)
     assert grants(docs)[("stackscaler.dev", "workerpools")] == READ
 
@@ -554,86 +590,125 @@ def test_selector_is_passed_to_the_operator(helm: Helm) -> None:
     assert arg_value(args, "--selector") == ["app=web,tier"]
 
 
-# --- peering, replicas, PDB -------------------------------------------------------
+# --- leases, replicas, shards, PDB -------------------------------------------------
 
 
-def test_peering_runs_replicas_as_a_statefulset_with_ordinal_priorities(helm: Helm) -> None:
-    docs = helm.template(OPTIONS["peering"])
-    assert not find(docs, "Deployment")
-    sts = one(docs, "StatefulSet")
-    assert sts["spec"]["replicas"] == 2
-    assert sts["spec"]["podManagementPolicy"] == "Parallel"
-    assert sts["spec"]["serviceName"] == one(docs, "Service")["metadata"]["name"]
-    c = container(docs)
-    assert arg_value(c["args"], "--peering") == ["rel-stackscaler"]
-    assert arg_value(c["args"], "--priority") == ["$(STACKSCALER_PEERING_PRIORITY)"]
-    assert {
-        "name": "STACKSCALER_PEERING_PRIORITY",
-        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}},
-    } in c["env"]
-    assert [p["metadata"]["name"] for p in find(docs, "ClusterKopfPeering")] == ["rel-stackscaler"]
-    assert grants(docs)[("kopf.dev", "clusterkopfpeerings")] == {"get", "list", "watch", "patch"}
-    assert ("kopf.dev", "kopfpeerings") not in grants(docs)
-    pdb = one(docs, "PodDisruptionBudget")
-    assert pdb["spec"]["maxUnavailable"] == 1
-    assert pdb["spec"]["selector"] == sts["spec"]["selector"]
-
-
-def test_peering_in_namespaces_uses_a_kopfpeering_in_each(helm: Helm) -> None:
-    docs = helm.template(OPTIONS["peering-namespaces"])
-    peerings = {
-        (p["metadata"]["namespace"], p["metadata"]["name"]) for p in find(docs, "KopfPeering")
-    }
-    assert peerings == {("shop", "rel-stackscaler"), ("web", "rel-stackscaler")}
-    assert not find(docs, "ClusterKopfPeering")
-    peering_roles = [r for r in find(docs, "Role") if r["metadata"]["name"].endswith("-peering")]
-    assert {r["metadata"]["namespace"] for r in peering_roles} == {"shop", "web"}
-    assert all(
-        r["rules"]
-        == [
+def test_leases_role_grants_exactly_the_lease_verbs_in_the_release_namespace(helm: Helm) -> None:
+    for option in sorted(OPTIONS):
+        docs = helm.template(OPTIONS[option])
+        lease_roles = [
+            r
+            for r in roles(docs)
+            if r["metadata"]["labels"]["stackscaler.dev/rbac-role"] == "leases"
+        ]
+        assert [(r["kind"], r["metadata"]["namespace"]) for r in lease_roles] == [
+            ("Role", RELEASE_NS)
+        ], option
+        assert lease_roles[0]["rules"] == [
             {
-                "apiGroups": ["kopf.dev"],
-                "resources": ["kopfpeerings"],
-                "verbs": ["get", "list", "watch", "patch"],
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["get", "list", "create", "update", "delete"],
             }
         ]
-        for r in peering_roles
-    )
+        binding = one(docs, "RoleBinding", "rel-stackscaler-leases")
+        assert binding["metadata"]["namespace"] == RELEASE_NS
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "rel-stackscaler-leases",
+        }
+        # leases nowhere else, and nothing of kopf's peering
+        assert [g for g in grants(docs) if g[0] == "coordination.k8s.io"] == [
+            ("coordination.k8s.io", "leases")
+        ]
+        assert not [g for g in grants(docs) if g[0] == "kopf.dev"]
 
 
-def test_peering_crds_ship_in_the_crds_folder(helm: Helm) -> None:
-    """helm installs crds/ before the templates, so the peering objects can be created."""
-    docs = helm.template(OPTIONS["peering"], "--include-crds")
-    names = {d["metadata"]["name"] for d in find(docs, "CustomResourceDefinition")}
-    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= names
-    without = helm.template(OPTIONS["peering"])
-    assert "clusterkopfpeerings.kopf.dev" not in {
-        d["metadata"]["name"] for d in find(without, "CustomResourceDefinition")
-    }
+@pytest.mark.parametrize(
+    ("option", "replicas", "shards", "duration"),
+    [("default", 1, 1, 15), ("replicas", 3, 1, 15), ("sharded-namespaces", 5, 10, 30)],
+)
+def test_every_replica_count_is_a_deployment_coordinated_by_leases(
+    helm: Helm, option: str, replicas: int, shards: int, duration: int
+) -> None:
+    docs = helm.template(OPTIONS[option])
+    assert not find(docs, "StatefulSet")
+    deploy = one(docs, "Deployment")
+    assert deploy["spec"]["replicas"] == replicas
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
+    c = container(docs)
+    args = c["args"]
+    assert arg_value(args, "--shards") == [str(shards)]
+    assert arg_value(args, "--lease-namespace") == [RELEASE_NS]
+    assert arg_value(args, "--lease-group") == ["rel-stackscaler"]
+    assert arg_value(args, "--lease-duration") == [str(duration)]
+    for gone in ("--peering", "--standalone", "--priority"):
+        assert gone not in args
+    assert c["env"][:2] == DOWNWARD_ENV
+    # the readiness probe is /readyz, which a standby passes (it has no resource to tick)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
-@pytest.mark.parametrize("replicas", [2, 3])
-def test_several_replicas_without_peering_fail(helm: Helm, replicas: int) -> None:
-    out = helm("template", RELEASE, str(CHART), "--set", f"replicaCount={replicas}")
-    assert out.returncode != 0
-    assert f"replicaCount={replicas} needs peering.enabled=true" in out.stderr
+def test_the_rendered_args_are_accepted_by_stackscaler_run(helm: Helm) -> None:
+    """The real ``stackscaler run`` parser takes every flag the chart passes, and the
+    lease settings they make are valid."""
+    parser = argparse.ArgumentParser(prog="stackscaler", exit_on_error=False)
+    run.add_parser(parser.add_subparsers(dest="command", required=True))
+    for option in ("default", "sharded-namespaces", "tenancy", "prometheus-settings"):
+        c = container(helm.template(OPTIONS[option]))
+        assert c["command"] == ["stackscaler", "run"]
+        parsed = parser.parse_args([*c["command"][1:], *c["args"]])
+        settings = run._lease_settings(parsed)
+        assert settings is not None
+        assert settings.shards == int(arg_value(c["args"], "--shards")[0])
+        assert (settings.namespace, settings.group) == (RELEASE_NS, "rel-stackscaler")
+        assert settings.lease_duration == float(arg_value(c["args"], "--lease-duration")[0])
 
 
-def test_peering_with_namespace_patterns_asks_for_own_peering_objects(helm: Helm) -> None:
-    values: dict[str, Any] = {"peering": {"enabled": True}, "watchNamespaces": ["team-*"]}
-    out = helm("template", RELEASE, str(CHART), values=values)
-    assert out.returncode != 0
-    assert "peering.createPeeringObjects=false" in out.stderr
-    values["peering"]["createPeeringObjects"] = False
-    docs = helm.template(values)
-    assert not find(docs, "KopfPeering")
-    assert grants(docs)[("kopf.dev", "kopfpeerings")] == {"get", "list", "watch", "patch"}
+def test_lease_group_follows_the_release(helm: Helm) -> None:
+    """Two releases in one namespace (disjoint selectors) never share shard Leases."""
+    one_ = container(helm.template(None, release="a"))["args"]
+    two = container(helm.template(None, release="b"))["args"]
+    assert arg_value(one_, "--lease-group") == ["a-stackscaler"]
+    assert arg_value(two, "--lease-group") == ["b-stackscaler"]
+    named = container(helm.template({"fullnameOverride": "scaler"}))["args"]
+    assert arg_value(named, "--lease-group") == ["scaler"]
+
+
+@pytest.mark.parametrize("replicas", [2, 3, 7])
+def test_several_replicas_need_nothing_else(helm: Helm, replicas: int) -> None:
+    docs = helm.template({"replicaCount": replicas})
+    assert one(docs, "Deployment")["spec"]["replicas"] == replicas
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"]
+
+
+def test_notes_say_how_many_replicas_stand_by(helm: Helm) -> None:
+    def notes(values: dict[str, Any]) -> str:
+        out = helm(
+            "install",
+            RELEASE,
+            str(CHART),
+            "--dry-run=client",
+            "--namespace",
+            RELEASE_NS,
+            values=values,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "3 replica(s), 1 shard(s)" in notes({"replicaCount": 3})
+    assert "2 replica(s) stand by" in notes({"replicaCount": 3})
+    assert "no replica stands by" in notes({"replicaCount": 3, "shards": 6})
+    assert "peering" not in notes({"replicaCount": 3}).lower()
 
 
 def test_pdb_only_with_several_replicas_and_when_enabled(helm: Helm) -> None:
     assert not find(helm.template(), "PodDisruptionBudget")
     assert not find(helm.template(OPTIONS["pdb-off"]), "PodDisruptionBudget")
-    assert find(helm.template(OPTIONS["peering-namespaces"]), "PodDisruptionBudget")
+    assert find(helm.template(OPTIONS["sharded-namespaces"]), "PodDisruptionBudget")
 
 
 # --- the other options --------------------------------------------------------------
@@ -657,7 +732,10 @@ def test_irsa_annotation_region_and_free_form_annotations(helm: Helm) -> None:
         "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/scaler",
         "example.com/owner": "platform",
     }
-    assert container(docs)["env"] == [{"name": "AWS_REGION", "value": "eu-west-1"}]
+    assert container(docs)["env"] == [
+        *DOWNWARD_ENV,
+        {"name": "AWS_REGION", "value": "eu-west-1"},
+    ]
     bad = {"aws": {"irsaRoleArn": "scaler"}}
     assert helm("template", RELEASE, str(CHART), values=bad).returncode != 0
 
@@ -711,7 +789,7 @@ def test_tenancy_is_a_mounted_configmap_the_operator_accepts(helm: Helm) -> None
 
 def test_extra_env_and_crds_switches(helm: Helm) -> None:
     env = container(helm.template(OPTIONS["extra-env"]))["env"]
-    assert env == [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}]
+    assert env == [*DOWNWARD_ENV, {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}]
     assert not find(helm.template(OPTIONS["no-crds"]), "CustomResourceDefinition")
     kept = find(helm.template(), "CustomResourceDefinition")
     assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in kept)
@@ -951,7 +1029,7 @@ def test_rendered_chart_applies_server_side_and_its_rbac_is_enough_to_scale_out(
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
         **aws_env,
-        **{e["name"]: e["value"] for e in container(docs).get("env", [])},
+        **pod_env(container(docs), f"{release}-stackscaler-0", release_ns),
     }
     command = container(docs)["command"]
     assert command[0] == "stackscaler"
@@ -981,6 +1059,11 @@ def test_rendered_chart_applies_server_side_and_its_rbac_is_enough_to_scale_out(
             "stackscaler.dev", "v1alpha1", apps_ns, "workerpools", "workers"
         )
         assert live_pool["metadata"]["generation"] == 1
+        # the shard's Lease, taken with the ServiceAccount's token (the leases Role)
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease(
+            f"{release}-stackscaler-shard-0", release_ns
+        )
+        assert lease.spec.holder_identity.startswith(f"{release}-stackscaler-0-"), lease.spec
     finally:
         _stop(proc)
         objects.delete_namespaced_custom_object(
@@ -995,6 +1078,19 @@ def test_rendered_chart_applies_server_side_and_its_rbac_is_enough_to_scale_out(
         if "403" in ln or "forbidden" in ln.lower() or "AccessDenied" in ln
     ]
     assert not denied_lines, "\n".join(denied_lines[:5])
+
+
+def pod_env(c: dict[str, Any], pod: str, namespace: str) -> dict[str, str]:
+    """The container's environment as the kubelet would give it to pod ``namespace/pod``:
+    plain values, and the downward API's metadata.name and metadata.namespace."""
+    fields = {"metadata.name": pod, "metadata.namespace": namespace}
+    out: dict[str, str] = {}
+    for e in c.get("env", []):
+        if "value" in e:
+            out[e["name"]] = e["value"]
+        else:
+            out[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return out
 
 
 def _workers_deployment(apps: client.AppsV1Api, namespace: str) -> None:
@@ -1015,31 +1111,273 @@ def _workers_deployment(apps: client.AppsV1Api, namespace: str) -> None:
     )
 
 
+class SetDesiredCapacityLog(FaultProxy):
+    """The wire proxy in front of moto, also noting each SetDesiredCapacity's capacity."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.capacities: list[tuple[float, int]] = []
+        """(time.monotonic(), DesiredCapacity) of every SetDesiredCapacity received."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()  # aiohttp keeps it for the proxy's own read
+        if operation_of(request, body) == "SetDesiredCapacity":
+            if request.headers.get("X-Amz-Target"):
+                capacity = json.loads(body)["DesiredCapacity"]
+            else:
+                capacity = parse_qs(body.decode())["DesiredCapacity"][0]
+            self.capacities.append((time.monotonic(), int(capacity)))
+        return await super()._handle(request)
+
+
+def _put_load(cloudwatch: Any, namespace: str, value: float) -> None:
+    """``value`` as the Maximum of every minute from 6 minutes ago to 10 minutes ahead."""
+    minute = int(time.time()) // 60 * 60
+    cloudwatch.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {
+                "MetricName": "Requests",
+                "Timestamp": datetime.fromtimestamp(minute + 60 * k + 5, UTC),
+                "Value": value,
+            }
+            for k in range(-6, 11)
+        ],
+    )
+
+
+HA_LEASE_SECONDS = 6
+"""leaseDurationSeconds of the HA install: failover within about 6 s, not 15."""
+
+
 @pytest.mark.controlplane
-def test_helm_install_with_peering_creates_the_peering_object(
-    helm: Helm, controlplane: cp.ControlPlane, api_client: client.ApiClient
+def test_helm_install_of_3_replicas_scales_on_through_the_loss_of_the_active_one(
+    *,
+    helm: Helm,
+    controlplane: cp.ControlPlane,
+    api_client: client.ApiClient,
+    kubectl: Kubectl,
+    aws_env: dict[str, str],
+    moto: Any,
+    boto: Any,
+    run_operator: Callable[..., tuple[subprocess.Popen[bytes], Path]],
+    tmp_path: Path,
 ) -> None:
-    """``helm install`` itself: crds/ (kopf's peering CRDs) lands before the peering object."""
+    """``helm install`` with replicaCount 3, then the three replicas the Deployment asks for
+    (there is no kubelet: the test runs them, with the Deployment's args and env, under the
+    chart's ServiceAccount token). One WebTier scales out; the replica acting on it is
+    SIGKILLed while a second scale-out is needed; a standby takes the shard over and
+    makes it. moto receives exactly one SetDesiredCapacity per decision."""
     release_ns = _create_namespace(api_client, "stackscaler")
-    release = f"inst-{os.urandom(3).hex()}"
+    apps_ns = _create_namespace(api_client, "shop")
+    shard = os.urandom(3).hex()
+    release = f"ha-{shard}"
+    fullname = f"{release}-stackscaler"
+    # the CRDs are shared by the tests on this API server: applied, not owned by the release
+    _apply_server_side(kubectl, find(helm.template({}), "CustomResourceDefinition"))
+    values: dict[str, Any] = {
+        "replicaCount": 3,
+        "shards": 1,
+        "leaseDurationSeconds": HA_LEASE_SECONDS,
+        "crds": {"install": False},
+        "aws": {"region": REGION},
+        "selector": f"stackscaler.dev/test-shard={shard}",
+    }
     kube = ["--kubeconfig", str(controlplane.kubeconfig), "--namespace", release_ns]
-    values = {"peering": {"enabled": True}, "replicaCount": 2, "crds": {"install": False}}
+    relay = ThreadedFaultProxy(moto.endpoint)
+    relay.proxy = wire = SetDesiredCapacityLog(moto.endpoint)
+    endpoint = relay.start()
+    replicas: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
     out = helm("install", release, str(CHART), *kube, values=values)
     try:
         assert out.returncode == 0, out.stderr
-        assert f'Peering "{release}-stackscaler": 2 replica(s)' in out.stdout
+        assert "3 replica(s), 1 shard(s)" in out.stdout
+        assert "2 replica(s) stand by" in out.stdout
+
+        # what helm installed: a Deployment of 3 with leases, a PDB, the leases Role
+        deploy = client.AppsV1Api(api_client).read_namespaced_deployment(fullname, release_ns)
+        assert deploy.spec.replicas == 3
+        assert deploy.spec.strategy.type == "RollingUpdate"
+        pdb = client.PolicyV1Api(api_client).read_namespaced_pod_disruption_budget(
+            fullname, release_ns
+        )
+        assert pdb.spec.max_unavailable == 1
+        role = client.RbacAuthorizationV1Api(api_client).read_namespaced_role(
+            f"{fullname}-leases", release_ns
+        )
+        assert [(r.api_groups, r.resources, r.verbs) for r in role.rules] == [
+            (["coordination.k8s.io"], ["leases"], ["get", "list", "create", "update", "delete"])
+        ]
+        live = api_client.sanitize_for_serialization(deploy.spec.template.spec.containers[0])
+        assert arg_value(live["args"], "--shards") == ["1"]
+        assert arg_value(live["args"], "--lease-namespace") == [release_ns]
+        sa = deploy.spec.template.spec.service_account_name
+        kubeconfig = _token_kubeconfig(
+            api_client, controlplane, sa, release_ns, tmp_path / "sa.kubeconfig"
+        )
+        as_operator = Kubectl(kubeconfig)
+        for verb in ("get", "list", "create", "update", "delete"):
+            can = as_operator("auth", "can-i", verb, "leases.coordination.k8s.io", "-n", release_ns)
+            assert can.stdout.strip() == "yes", (verb, can.stdout, can.stderr)
+        for verb in ("watch", "patch"):
+            can = as_operator("auth", "can-i", verb, "leases.coordination.k8s.io", "-n", release_ns)
+            assert can.stdout.strip() == "no", (verb, can.stdout, can.stderr)
+        can = as_operator("auth", "can-i", "get", "leases.coordination.k8s.io", "-n", apps_ns)
+        assert can.stdout.strip() == "no", can.stdout + can.stderr
+
+        # a WebTier on an Auto Scaling group at 1, with load for 4 (400 requests, 100 each)
+        group = f"web-{shard}"
+        metrics_ns = f"HA/{shard}"
+        ec2, autoscaling = boto("ec2"), boto("autoscaling")
+        ec2.create_launch_template(
+            LaunchTemplateName=f"{group}-lt",
+            LaunchTemplateData={"ImageId": "ami-12345678", "InstanceType": "t3.micro"},
+        )
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=group,
+            LaunchTemplate={"LaunchTemplateName": f"{group}-lt", "Version": "$Latest"},
+            MinSize=0,
+            MaxSize=20,
+            DesiredCapacity=1,
+            AvailabilityZones=[f"{REGION}a"],
+        )
+
+        def desired() -> int:
+            groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+            return int(groups["AutoScalingGroups"][0]["DesiredCapacity"])
+
+        _put_load(boto("cloudwatch"), metrics_ns, 400.0)
+        tier = {
+            "apiVersion": "stackscaler.dev/v1alpha1",
+            "kind": "WebTier",
+            "metadata": {
+                "name": "web",
+                "namespace": apps_ns,
+                "labels": {"stackscaler.dev/test-shard": shard},
+            },
+            "spec": {
+                "target": {"kind": "AutoScalingGroup", "name": group, "region": REGION},
+                "minCapacity": 1,
+                "maxCapacity": 20,
+                "metrics": [
+                    {
+                        "name": "requests",
+                        "cloudWatch": {
+                            "namespace": metrics_ns,
+                            "metricName": "Requests",
+                            "statistic": "Maximum",
+                            "periodSeconds": 60,
+                        },
+                        "target": {"type": "AverageValue", "value": 100},
+                    }
+                ],
+                "behavior": {
+                    "scaleOut": {"cooldownSeconds": 0, "maxStep": {"units": 100}},
+                    "scaleIn": {"cooldownSeconds": 0, "stabilizationWindowSeconds": 0},
+                },
+                "pollIntervalSeconds": 5,
+                "warmupSeconds": 0,
+            },
+        }
         objects = client.CustomObjectsApi(api_client)
-        peering = objects.get_cluster_custom_object(
-            "kopf.dev", "v1", "clusterkopfpeerings", f"{release}-stackscaler"
+        objects.create_namespaced_custom_object(
+            "stackscaler.dev", "v1alpha1", apps_ns, "webtiers", tier
         )
-        assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == release
-        sts = client.AppsV1Api(api_client).read_namespaced_stateful_set(
-            f"{release}-stackscaler", release_ns
+
+        # the three replicas, as the Deployment runs them, with the ServiceAccount's token
+        command = live["command"]
+        assert command[0] == "stackscaler"
+        for i in range(3):
+            pod = f"{fullname}-{i}"
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "HOME": str(tmp_path),
+                **aws_env,
+                "STACKSCALER_AWS_ENDPOINT_URL": endpoint,  # moto, through the counting proxy
+                **pod_env(live, pod, release_ns),
+            }
+            args = [*command[1:], *live["args"], "--kubeconfig", str(kubeconfig)]
+            replicas[pod] = run_operator(args, env)  # each one ready: standbys are ready too
+
+        leases = client.CoordinationV1Api(api_client)
+
+        def holder() -> str:
+            lease = leases.read_namespaced_lease(f"{fullname}-shard-0", release_ns)
+            identity = lease.spec.holder_identity or ""
+            pods = [p for p in replicas if identity.startswith(f"{p}-")]
+            assert len(pods) == 1, f"shard 0 held by {identity!r}"
+            return pods[0]
+
+        def status() -> dict[str, Any]:
+            tier = objects.get_namespaced_custom_object(
+                "stackscaler.dev", "v1alpha1", apps_ns, "webtiers", "web"
+            )
+            return dict(tier.get("status") or {})
+
+        def at(capacity: int) -> dict[str, Any]:
+            assert desired() == capacity, f"group at {desired()}"
+            now = status()
+            assert now.get("appliedCapacity") == capacity, now.get("lastDecision")
+            return now
+
+        # the first decision: 1 -> 4, by the replica holding the shard
+        eventually(lambda: at(4), what="the WebTier scaled its group 1 -> 4")
+        active = holder()
+        members = {
+            lease.spec.holder_identity
+            for lease in leases.list_namespaced_lease(
+                release_ns, label_selector=f"stackscaler.dev/lease-group={fullname}"
+            ).items
+            if lease.metadata.name.startswith(f"{fullname}-member-")
+        }
+        assert len(members) == 3, members  # all three replicas are members; two stand by
+        assert [c for _, c in wire.capacities] == [4]
+
+        # the active replica dies without a word, and the load doubles: 8 are needed
+        proc, _ = replicas[active]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed = time.monotonic()
+        _put_load(boto("cloudwatch"), metrics_ns, 800.0)
+
+        # a standby takes the shard over (after the lease lapses) and makes the decision
+        eventually(
+            lambda: at(8),
+            what="a standby took the shard over and scaled 4 -> 8",
+            timeout=WAIT + 2 * HA_LEASE_SECONDS,
         )
-        assert sts.spec.replicas == 2
+        successor = holder()
+        assert successor != active
+
+        # and goes on ticking (each tick reads the group) without acting again
+        reads = wire.forwarded["DescribeAutoScalingGroups"]
+
+        def ticked_twice_more() -> None:
+            assert wire.forwarded["DescribeAutoScalingGroups"] >= reads + 2
+            now = status()
+            assert (now["currentCapacity"], now["desiredCapacity"]) == (8, 8), now["lastDecision"]
+
+        eventually(ticked_twice_more, what="two more ticks that hold 8")
+        # exactly one SetDesiredCapacity per decision, the second after the kill
+        assert [c for _, c in wire.capacities] == [4, 8], wire.capacities
+        assert wire.capacities[1][0] > killed
+        assert wire.received["SetDesiredCapacity"] == 2
+        assert desired() == 8
+        events = client.CoreV1Api(api_client).list_namespaced_event(
+            apps_ns, field_selector="involvedObject.name=web"
+        )
+        scaled = sorted(e.message for e in events.items if e.reason == "ScaledOut")
+        assert [m.split(":")[0] for m in scaled] == ["1 -> 4", "4 -> 8"], scaled
     finally:
+        for proc, _ in replicas.values():
+            _stop(proc)  # the fixture stops them too; here first, before the uninstall
         helm("uninstall", release, *kube)
-    gone = client.RbacAuthorizationV1Api(api_client).list_cluster_role(
-        label_selector=f"app.kubernetes.io/instance={release}"
+        relay.stop()
+    for _, log in replicas.values():
+        text = log.read_text(errors="replace")
+        denied_lines = [ln for ln in text.splitlines() if "403" in ln or "forbidden" in ln.lower()]
+        assert not denied_lines, "\n".join(denied_lines[:5])
+    gone = client.RbacAuthorizationV1Api(api_client).list_namespaced_role(
+        release_ns, label_selector=f"app.kubernetes.io/instance={release}"
     )
     assert gone.items == []

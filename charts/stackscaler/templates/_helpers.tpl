@@ -54,8 +54,10 @@ app.kubernetes.io/part-of: stackscaler
 {{- end }}
 {{- end }}
 
-{{- define "stackscaler.peeringName" -}}
-{{- default (include "stackscaler.fullname" .) .Values.peering.name }}
+{{/* The prefix of the Lease names (`--lease-group`): one group per release, so two
+releases in one namespace never share (or split) each other's shards. */}}
+{{- define "stackscaler.leaseGroup" -}}
+{{- include "stackscaler.fullname" . }}
 {{- end }}
 
 {{/*
@@ -74,11 +76,6 @@ How the operator is scoped, from watchNamespaces:
 {{- end }}
 {{- if $patterns }}patterns{{ else }}namespaces{{ end }}
 {{- end }}
-{{- end }}
-
-{{/* The operator runs as a StatefulSet with peering (ordinal priorities), else a Deployment. */}}
-{{- define "stackscaler.workloadKind" -}}
-{{- if .Values.peering.enabled }}StatefulSet{{ else }}Deployment{{ end }}
 {{- end }}
 
 {{/* Rules: read the four kinds (kopf lists and watches them). */}}
@@ -109,11 +106,16 @@ their status), scale them through /scale only. */}}
   verbs: ["patch"]
 {{- end }}
 
-{{/* Rules: kopf's peering objects (cluster-scoped when watching every namespace). */}}
-{{- define "stackscaler.rules.peering" -}}
-- apiGroups: ["kopf.dev"]
-  resources: [{{ if eq (include "stackscaler.scope" .) "cluster" }}"clusterkopfpeerings"{{ else }}"kopfpeerings"{{ end }}]
-  verbs: ["get", "list", "watch", "patch"]
+{{/*
+Rules: the replicas' Leases (stackscaler run --shards), in the release namespace
+only: read them (get, list), create the member and shard leases, renew and take
+them (update, with their resourceVersion), delete the member lease on shutdown.
+No watch, no patch.
+*/}}
+{{- define "stackscaler.rules.leases" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "create", "update", "delete"]
 {{- end }}
 
 {{/*
@@ -138,14 +140,4 @@ then treats the names as exact (patterns never match).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
-
-{{/* Checks that need more than the values schema. */}}
-{{- define "stackscaler.validate" -}}
-{{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) }}
-{{- fail (printf "replicaCount=%d needs peering.enabled=true: standalone operators do not coordinate and would all scale the same targets" (int .Values.replicaCount)) }}
-{{- end }}
-{{- if and .Values.peering.enabled .Values.peering.createPeeringObjects (eq (include "stackscaler.scope" .) "patterns") }}
-{{- fail "peering with namespace patterns in watchNamespaces: the chart cannot create a KopfPeering in namespaces it does not know; set peering.createPeeringObjects=false and create one in each matching namespace" }}
-{{- end }}
 {{- end }}

@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -505,6 +506,34 @@ def decisions(op: OperatorProcess, kind: str, ns: str, name: str) -> int:
     """How many decisions the operator has made for the resource (its own counter)."""
     labels = {"kind": kind, "namespace": ns, "name": name}
     return int(sum(op.samples("stackscaler_decisions_total", labels)))
+
+
+def decision_counts(op: OperatorProcess, ref: tuple[str, str, str]) -> Counter[str]:
+    """The operator's decisions for ``ref`` (kind, namespace, name) so far, by direction.
+
+    The status is rewritten only when something material changed (or every
+    300 s), so a tick that changes nothing is counted here, not seen there.
+    """
+    labels = dict(zip(("kind", "namespace", "name"), ref, strict=True))
+    found: Counter[str] = Counter()
+    for family in text_string_to_metric_families(op.metrics_text()):
+        for s in family.samples:
+            if s.name == "stackscaler_decisions_total" and labels.items() <= s.labels.items():
+                found[s.labels["direction"]] += int(s.value)
+    return found
+
+
+def decisions_after(
+    op: OperatorProcess, ref: tuple[str, str, str], mark: Counter[str], count: int, *, what: str
+) -> Counter[str]:
+    """Wait for ``count`` decisions after ``mark`` (:func:`decision_counts`); their directions."""
+
+    def check() -> Counter[str]:
+        new = decision_counts(op, ref) - mark
+        assert new.total() >= count, f"{new.total()} new decision(s) so far: {dict(new)}"
+        return new
+
+    return eventually(check, what=what, timeout=WAIT + count * 10)
 
 
 def generations(kube: Kube, ns: str, resources: list[tuple[str, str]]) -> dict[str, int]:

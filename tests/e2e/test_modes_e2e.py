@@ -16,6 +16,8 @@ from tests.e2e.conftest import (
     Tick,
     assert_spec_untouched,
     condition,
+    decision_counts,
+    decisions_after,
     event_messages,
     eventually,
     generations,
@@ -55,6 +57,7 @@ def test_dry_run_and_pause_change_nothing_in_aws_and_say_what_they_would_do(
     rec: Recorder = recorder("WorkerPool", namespace, "workers", probe=lambda: aws.desired(group))
     op = operator(namespace)
     labels = {"kind": "WorkerPool", "namespace": namespace, "name": "workers"}
+    workers = ("WorkerPool", namespace, "workers")
 
     # DryRun: the status says 2 -> 9, AWS stays as it was
     def would_scale() -> Tick:
@@ -67,9 +70,15 @@ def test_dry_run_and_pause_change_nothing_in_aws_and_say_what_they_would_do(
     dry = eventually(would_scale, what="DryRun says what it would do")
     assert (dry.current, dry.desired, dry.direction) == (2, 9, "Out")
     assert "appliedCapacity" not in dry.status
-    for t in rec.next_ticks(2, what="two more DryRun ticks"):
-        assert (t.current, t.desired) == (2, 9)
-        assert condition(t.status, "DryRun")["message"].startswith("would scale 2 -> 9")
+    # two more ticks, each deciding 2 -> 9 again (the status is not rewritten: nothing
+    # material changed; the operator's counter and gauges show each decision)
+    mark = decision_counts(op, workers)
+    new = decisions_after(op, workers, mark, 2, what="two more DryRun decisions")
+    assert set(new) == {"Out"}, new
+    assert (_gauge(op, "current", labels), _gauge(op, "desired", labels)) == (2, 9)
+    status = kube.status(*workers)
+    assert (status["currentCapacity"], status["desiredCapacity"]) == (2, 9)
+    assert condition(status, "DryRun")["message"].startswith("would scale 2 -> 9")
     assert _group_state(aws, group) == untouched
     assert rec.probed() == [2]
     assert op.sample("stackscaler_dry_run", labels) == 1
@@ -92,9 +101,13 @@ def test_dry_run_and_pause_change_nothing_in_aws_and_say_what_they_would_do(
 
     held = eventually(paused, what="Paused says what it would do")
     assert held.desired == 9
-    for t in rec.next_ticks(2, what="two more paused ticks"):
-        assert (t.current, t.desired) == (2, 9)
-        assert condition(t.status, "Paused")["status"] == "True"
+    mark = decision_counts(op, workers)
+    new = decisions_after(op, workers, mark, 2, what="two more paused decisions")
+    assert set(new) == {"Out"}, new
+    assert (_gauge(op, "current", labels), _gauge(op, "desired", labels)) == (2, 9)
+    status = kube.status(*workers)
+    assert (status["currentCapacity"], status["desiredCapacity"]) == (2, 9)
+    assert condition(status, "Paused")["status"] == "True"
     assert op.sample("stackscaler_paused", labels) == 1
 
     # paused until a time in the future: still paused
@@ -131,6 +144,10 @@ def test_dry_run_and_pause_change_nothing_in_aws_and_say_what_they_would_do(
     assert [m.split(":")[0] for m in scaled] == ["2 -> 9"]
     assert_spec_untouched(kube, namespace, [("WorkerPool", "workers")], before)
     assert not op.problems()
+
+
+def _gauge(op: Any, which: str, labels: dict[str, str]) -> float | None:
+    return op.sample(f"stackscaler_capacity_{which}", labels)
 
 
 def _group_state(aws: Aws, group: str) -> tuple[int, int, int, int]:

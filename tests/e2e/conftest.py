@@ -33,7 +33,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -508,8 +508,11 @@ def decisions(op: OperatorProcess, kind: str, ns: str, name: str) -> int:
     return int(sum(op.samples("stackscaler_decisions_total", labels)))
 
 
-def decision_counts(op: OperatorProcess, ref: tuple[str, str, str]) -> Counter[str]:
-    """The operator's decisions for ``ref`` (kind, namespace, name) so far, by direction.
+def decision_counts(
+    op: OperatorProcess, ref: tuple[str, str, str], *, by: str = "direction"
+) -> Counter[str]:
+    """The operator's decisions for ``ref`` (kind, namespace, name) so far, by the
+    label ``by`` (``direction`` or ``limited_by``).
 
     The status is rewritten only when something material changed (or every
     300 s), so a tick that changes nothing is counted here, not seen there.
@@ -519,19 +522,148 @@ def decision_counts(op: OperatorProcess, ref: tuple[str, str, str]) -> Counter[s
     for family in text_string_to_metric_families(op.metrics_text()):
         for s in family.samples:
             if s.name == "stackscaler_decisions_total" and labels.items() <= s.labels.items():
-                found[s.labels["direction"]] += int(s.value)
+                found[s.labels[by]] += int(s.value)
     return found
 
 
 def decisions_after(
-    op: OperatorProcess, ref: tuple[str, str, str], mark: Counter[str], count: int, *, what: str
+    op: OperatorProcess,
+    ref: tuple[str, str, str],
+    mark: Counter[str],
+    count: int,
+    *,
+    what: str,
+    by: str = "direction",
 ) -> Counter[str]:
-    """Wait for ``count`` decisions after ``mark`` (:func:`decision_counts`); their directions."""
+    """Wait for ``count`` decisions after ``mark`` (:func:`decision_counts`, the same ``by``)."""
 
     def check() -> Counter[str]:
-        new = decision_counts(op, ref) - mark
+        new = decision_counts(op, ref, by=by) - mark
         assert new.total() >= count, f"{new.total()} new decision(s) so far: {dict(new)}"
         return new
+
+    return eventually(check, what=what, timeout=WAIT + count * 10)
+
+
+def decision_clock(
+    recorder: Callable[..., Recorder], op: OperatorProcess, kind: str, ns: str, name: str
+) -> Recorder:
+    """A recorder whose probe is the operator's last-decision time of the resource.
+
+    Its :meth:`Recorder.probed` values are the times of the decisions made while it
+    runs, one per tick, whether the tick's status was written or not.
+    """
+    labels = {"kind": kind, "namespace": ns, "name": name}
+    return recorder(
+        kind,
+        ns,
+        name,
+        probe=lambda: op.sample("stackscaler_last_decision_timestamp_seconds", labels),
+    )
+
+
+def decision_times(clock: Recorder) -> list[float]:
+    """The decision times a :func:`decision_clock` has seen, oldest first."""
+    return sorted({v for v in clock.probed() if v is not None})
+
+
+def decisions_seen(clock: Recorder, count: int, *, what: str) -> list[float]:
+    """Wait until a :func:`decision_clock` has seen ``count`` decisions; their times."""
+
+    def check() -> list[float]:
+        times = decision_times(clock)
+        assert len(times) >= count, f"{len(times)} decision(s) seen; {clock.last_error()}"
+        return times
+
+    return eventually(check, what=what, timeout=WAIT + count * 10)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One decision as the operator's /metrics tell it, written to the status or not."""
+
+    time: float
+    current: float | None
+    desired: float | None
+    counts: tuple[tuple[str, str, float], ...]
+    """(direction, limited_by, decisions so far) of the resource."""
+    values: tuple[tuple[str, float], ...]
+    """(metric, value) of the metrics known at the decision."""
+    direction: str | None = None
+    limited_by: str | None = None
+    """Of this decision (by the counter it incremented); None when it cannot be told."""
+
+    def value(self, metric: str) -> float | None:
+        return dict(self.values).get(metric)
+
+
+def decision_probe(op: OperatorProcess, kind: str, ns: str, name: str) -> Callable[[], Any]:
+    """A :class:`Recorder` probe: the resource's last decision from one /metrics scrape.
+
+    The reconciler sets the last-decision time last, so a scrape that shows a new
+    time shows that decision's capacities, metric values and counts.
+    """
+    labels = {"kind": kind, "namespace": ns, "name": name}
+
+    def probe() -> Decided | None:
+        found: dict[str, float] = {}
+        counts: list[tuple[str, str, float]] = []
+        values: list[tuple[str, float]] = []
+        for family in text_string_to_metric_families(op.metrics_text()):
+            for s in family.samples:
+                if not labels.items() <= s.labels.items():
+                    continue
+                if s.name == "stackscaler_decisions_total":
+                    counts.append((s.labels["direction"], s.labels["limited_by"], s.value))
+                elif s.name == "stackscaler_metric_value":
+                    values.append((s.labels["metric"], s.value))
+                else:
+                    found[s.name] = s.value
+        at = found.get("stackscaler_last_decision_timestamp_seconds")
+        if at is None:
+            return None
+        return Decided(
+            at,
+            found.get("stackscaler_capacity_current"),
+            found.get("stackscaler_capacity_desired"),
+            tuple(sorted(counts)),
+            tuple(sorted(values)),
+        )
+
+    return probe
+
+
+def decided(log: Recorder) -> list[Decided]:
+    """The decisions a :func:`decision_probe` recorder has seen, oldest first, each with
+    its direction and limited_by (from the counter it incremented)."""
+    first: dict[float, Decided] = {}
+    for d in log.probed():
+        if isinstance(d, Decided):
+            first.setdefault(d.time, d)
+    out: list[Decided] = []
+    previous: dict[tuple[str, str], float] | None = None
+    for seen in sorted(first.values(), key=lambda d: d.time):
+        now = {(direction, limit): n for direction, limit, n in seen.counts}
+        grew = [k for k, n in now.items() if n > (previous or {}).get(k, 0)]
+        one = previous is not None and sum(now.values()) - sum(previous.values()) == 1
+        if one and len(grew) == 1:
+            direction, limit = grew[0]
+            limited_by = None if limit == "none" else limit
+            out.append(replace(seen, direction=direction, limited_by=limited_by))
+        else:
+            out.append(seen)
+        previous = now
+    return out
+
+
+def decisions_logged(log: Recorder, count: int, *, what: str) -> list[Decided]:
+    """Wait until a :func:`decision_probe` recorder has seen ``count`` decisions after its
+    first (whose direction cannot be told); return those."""
+
+    def check() -> list[Decided]:
+        got = decided(log)[1:]
+        assert len(got) >= count, f"{len(got)} decision(s) logged; {log.last_error()}"
+        return got
 
     return eventually(check, what=what, timeout=WAIT + count * 10)
 

@@ -23,6 +23,8 @@ from tests.e2e.conftest import (
     Kube,
     Recorder,
     assert_spec_untouched,
+    decision_probe,
+    decisions_logged,
     eventually,
     generations,
     suffix,
@@ -69,6 +71,9 @@ def test_the_period_still_filling_is_never_read(
         before = generations(kube, namespace, [("WebTier", "web")])
         rec: Recorder = recorder("WebTier", namespace, "web", probe=lambda: aws.desired(group))
         op = operator(namespace)
+        log = recorder(
+            "WebTier", namespace, "web", probe=decision_probe(op, "WebTier", namespace, "web")
+        )
 
         # the trap is real: the current period holds a partial sum
         partial = eventually(
@@ -76,15 +81,22 @@ def test_the_period_still_filling_is_never_read(
         )
         assert 0 < partial < 80, partial
 
-        ticks = rec.wait_ticks(6, after=0, what="six decisions, three periods")
+        # every decision (a status is written only when something material changed:
+        # the operator's /metrics show each one)
         phases = set()
+        for d in decisions_logged(log, 6, what="six decisions, three periods"):
+            assert (d.current, d.desired, d.direction) == (4, 4, "None"), d
+            # 100, or 95 when the feeder was a little late with a period's last point
+            value = d.value("requests")
+            assert value is not None and value >= 90, d
+            phases.add(int(d.time) % PERIOD < PERIOD / 2)
+        assert phases == {True, False}, "ticks landed early and late in a period"
+        ticks = rec.snapshot()  # the statuses written meanwhile
+        assert ticks
         for t in ticks:
             assert (t.current, t.desired, t.direction) == (4, 4, "None"), t.decision
-            # 100, or 95 when the feeder was a little late with a period's last point
             assert t.metric("requests")["value"] >= 90, t.decision
             assert t.metric("requests")["recommendation"] == 4
-            phases.add(int(t.time) % PERIOD < PERIOD / 2)
-        assert phases == {True, False}, "ticks landed early and late in a period"
         assert rec.probed() == [4]
         assert aws.desired(group) == 4
         assert "ScaledIn" not in kube.reasons("WebTier", namespace, "web")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -26,6 +27,8 @@ from tests.e2e.conftest import (
     Recorder,
     assert_spec_untouched,
     condition,
+    decision_counts,
+    decisions_after,
     event_messages,
     eventually,
     generations,
@@ -92,13 +95,20 @@ def test_hand_made_changes_are_reported_once_each_and_not_fought(
     kube.apply(manifest)
     rec: Recorder = recorder("WorkerPool", namespace, "workers", probe=lambda: aws.desired(group))
     op = operator(namespace)
-    steady = rec.wait_ticks(2, after=0, what="two decisions at 3")
+    workers = ("WorkerPool", namespace, "workers")
+    labels = dict(zip(("kind", "namespace", "name"), workers, strict=True))
+    # the first decision is written; a second that changes nothing is only counted
+    steady = rec.wait_ticks(1, after=0, what="a decision at 3")
     assert all((t.current, t.desired) == (3, 3) for t in steady)
     assert steady[-1].status["appliedCapacity"] == 3
+    directions = decisions_after(op, workers, Counter(), 2, what="two decisions at 3")
+    assert set(directions) == {"None"}, directions
+    assert op.sample("stackscaler_capacity_desired", labels) == 3
     before = generations(kube, namespace, [("WorkerPool", "workers")])
 
     pipeline = Pipeline(kube, manifest).start()
     fighting = time.time()
+    decided_before = decision_counts(op, workers).total()
     try:
         for was, now in ((3, 7), (7, 5)):
             aws.autoscaling.set_desired_capacity(
@@ -114,11 +124,20 @@ def test_hand_made_changes_are_reported_once_each_and_not_fought(
                 assert status["appliedCapacity"] == now
 
             eventually(reported, what=f"the change {was} -> {now} reported")
-            held = rec.wait_ticks(4, after=changed, what=f"ticks after the change to {now}")
-            for t in held[-3:]:  # the metric asks for 3; the cooldown holds the hand's value
-                assert (t.current, t.desired, t.direction) == (now, now, "None"), t.decision
-                assert t.limited_by == "scaleInCooldown", t.decision
-                assert t.metric("backlog")["recommendation"] == 3
+            # three more decisions: the metric asks for 3; the cooldown holds the hand's
+            # value (they change nothing material: counted by the operator, not written)
+            mark = decision_counts(op, workers, by="limited_by")
+            directions = decision_counts(op, workers)
+            held = decisions_after(
+                op, workers, mark, 3, by="limited_by", what=f"ticks after the change to {now}"
+            )
+            assert set(held) == {"scaleInCooldown"}, held
+            assert decision_counts(op, workers) - directions == {"None": held.total()}
+            assert op.sample("stackscaler_capacity_desired", labels) == now
+            t = rec.since(changed)[-1]
+            assert (t.current, t.desired, t.direction) == (now, now, "None"), t.decision
+            assert t.limited_by == "scaleInCooldown", t.decision
+            assert t.metric("backlog")["recommendation"] == 3
             assert aws.desired(group) == now
     finally:
         pipeline.stop()
@@ -136,6 +155,9 @@ def test_hand_made_changes_are_reported_once_each_and_not_fought(
     times = sorted({t.time for t in rec.since(fighting)})
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps and min(gaps) >= POLL - 1, gaps
+    fought = time.time() - fighting
+    decided = decision_counts(op, workers).total() - decided_before
+    assert decided <= fought / POLL + 2, (decided, fought)
     annotations = kube.get("WorkerPool", namespace, "workers")["metadata"]["annotations"]
     assert annotations["ci.example.com/run"] == str(pipeline.runs)
     assert_spec_untouched(kube, namespace, [("WorkerPool", "workers")], before)

@@ -9,7 +9,7 @@ the session's moto, to start the operator against
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -27,7 +27,7 @@ from tests.e2e.conftest import (
     prometheus_server,
     recorder,
 )
-from tests.faults.support import ProxyThread, ScriptedProxy
+from tests.faults.support import CountingProxy, ProxyThread, ScriptedProxy
 from tests.integration.conftest import MotoServer, boto, moto
 
 __all__ = [
@@ -57,3 +57,23 @@ def aws_proxy(moto_server: MotoServer) -> Iterator[ScriptedProxy]:
         yield thread.proxy
     finally:
         thread.stop()
+
+
+@pytest.fixture
+def counting_proxies(moto_server: MotoServer) -> Iterator[Callable[[str], CountingProxy]]:
+    """``counting_proxies(name)``: a new :class:`~tests.faults.support.CountingProxy` in
+    front of moto (one per operator replica); every one is stopped at teardown."""
+    threads: list[ProxyThread] = []
+
+    def make(name: str) -> CountingProxy:
+        proxy = CountingProxy(moto_server.endpoint, name)
+        thread = ProxyThread(proxy)
+        thread.start()
+        threads.append(thread)
+        return proxy
+
+    try:
+        yield make
+    finally:
+        for thread in threads:
+            thread.stop()

@@ -11,6 +11,9 @@
   rewritten on the way back (a replica that is still ``creating``), run on
   its own event loop in a thread (:class:`ProxyThread`) for the synchronous
   end-to-end tests.
+* :class:`CountingProxy`: the scripted proxy, one per operator replica, that
+  keeps every request and every Auto Scaling write (group, value, who sent
+  it) and can hold one operation's requests until the test releases them.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ import math
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
@@ -394,3 +400,86 @@ class ProxyThread:
         asyncio.run_coroutine_threadsafe(self.proxy.stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+
+# --- counting each replica's AWS requests ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Write:
+    """One Auto Scaling write that went through a :class:`CountingProxy` to moto."""
+
+    at: float
+    """time.time() when moto's answer came back."""
+    proxy: str
+    operation: str
+    group: str
+    desired: int | None
+    status: int
+
+
+class CountingProxy(ScriptedProxy):
+    """The scripted proxy, keeping every request (when, which operation, its body) and
+    every Auto Scaling write with its group and value; one per operator replica, so
+    each write is attributed to the replica that sent it.
+
+    ``hold(operation)`` keeps that operation's requests waiting in the proxy (not yet
+    sent to moto) until ``release(operation)``: a network that delays one call.
+    """
+
+    WRITES = frozenset({"SetDesiredCapacity", "UpdateAutoScalingGroup"})
+
+    def __init__(self, upstream: str, name: str = "") -> None:
+        super().__init__(upstream)
+        self.name = name
+        self.requests: list[tuple[float, str, str]] = []
+        """(time.time() of arrival, operation, request body) of every request."""
+        self.done: list[tuple[float, str]] = []
+        """(time.time(), operation) of every answer sent back."""
+        self.writes: list[Write] = []
+        self.holding: set[str] = set()
+        self.held: Counter[str] = Counter()
+        """Requests that arrived while their operation was held."""
+
+    def hold(self, operation: str) -> None:
+        self.holding.add(operation)
+
+    def release(self, operation: str) -> None:
+        self.holding.discard(operation)
+
+    def naming(self, *needles: str, since: float = 0.0) -> list[tuple[float, str]]:
+        """(time, operation) of the requests since ``since`` whose body names any needle."""
+        return [
+            (t, op)
+            for t, op, body in list(self.requests)
+            if t >= since and any(n in body for n in needles)
+        ]
+
+    def writes_to(self, group: str, operation: str = "SetDesiredCapacity") -> list[Write]:
+        return [w for w in list(self.writes) if w.group == group and w.operation == operation]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        op = operation_of(request, body)
+        text = body.decode(errors="replace")
+        self.requests.append((time.time(), op, text))
+        if op in self.holding:
+            self.held[op] += 1
+            while op in self.holding:  # bounded by the test, which releases it
+                await asyncio.sleep(0.02)
+        response = await super()._handle(request)
+        self.done.append((time.time(), op))
+        if op in self.WRITES:
+            form = parse_qs(text)
+            desired = form.get("DesiredCapacity", [None])[0]
+            self.writes.append(
+                Write(
+                    time.time(),
+                    self.name,
+                    op,
+                    form.get("AutoScalingGroupName", [""])[0],
+                    None if desired is None else int(desired),
+                    response.status,
+                )
+            )
+        return response

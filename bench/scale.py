@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -270,12 +271,17 @@ class CpuFeeder:
         ]
         # botocore gzips bodies over 10 KB, which moto's server cannot read: 20 at a time
         chunks = [data[i : i + 20] for i in range(0, len(data), 20)]
-        list(
-            pool.map(
-                lambda c: self.moto.cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=c),
-                chunks,
+        for i in range(0, len(chunks), 20):  # a stop() waits for 20 calls at most
+            if self._stop.is_set():
+                return
+            list(
+                pool.map(
+                    lambda c: self.moto.cloudwatch.put_metric_data(
+                        Namespace="AWS/EC2", MetricData=c
+                    ),
+                    chunks[i : i + 20],
+                )
             )
-        )
         self.done_until = max(self.done_until, until)
 
     def begin(self, pool: ThreadPoolExecutor, past_minutes: int = 6) -> None:
@@ -630,10 +636,10 @@ class Bench:
             steps.append(self.watch.stop)
         if self.feeder is not None:
             steps.append(self.feeder.stop)
+        if self.moto is not None:  # before the proxy: its requests in flight then end at once
+            steps.append(self.moto.stop)
         if self.proxy is not None:
             steps.append(self.proxy.stop)
-        if self.moto is not None:
-            steps.append(self.moto.stop)
         steps.append(lambda: cp.stop(self.workdir / "cp"))
         for step in steps:
             try:
@@ -841,7 +847,12 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     p.add_argument("--waves", type=int, default=10, help="measured waves (default 10)")
     p.add_argument("--warmup-waves", type=int, default=2, help="waves after the first decisions")
     p.add_argument("--poll", type=int, default=30, help="pollIntervalSeconds (default 30)")
-    p.add_argument("--sample-every", type=float, default=5.0, help="decision-age sampling (s)")
+    p.add_argument(
+        "--sample-every",
+        type=float,
+        default=10.0,
+        help="decision-age sampling (s; each sample scrapes the operator's /metrics)",
+    )
     p.add_argument("--cooldown", type=int, default=600, help="scaling tiers' cooldown (s)")
     p.add_argument("--max-capacity", type=int, default=4)
     p.add_argument("--warmup-timeout", type=float, default=900.0)
@@ -868,6 +879,8 @@ def parse(argv: Iterable[str] | None = None) -> Options:
 
 def main(argv: Iterable[str] | None = None) -> int:
     opts = parse(argv)
+    # the proxy's "Error handling request" when the operator gives up on a slow moto answer
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     bench = Bench(opts, workdir)
     failed = True

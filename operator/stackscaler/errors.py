@@ -76,3 +76,7 @@ class MetricStale(MetricUnavailable):
 
 class Throttled(TemporaryError):
     """The provider throttled us; retry after ``delay`` seconds."""
+
+
+class NotOwner(TemporaryError):
+    """This replica's lease on the resource's shard lapsed: it may write nothing more."""

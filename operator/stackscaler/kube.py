@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from stackscaler import API_GROUP, API_VERSION
+from stackscaler import API_GROUP, API_VERSION, fence
 from stackscaler.errors import PermanentError
 from stackscaler.reconcile import Ref
 
@@ -56,6 +56,7 @@ class KubeStatus:
             patch,
             _content_type="application/json-patch+json",  # the client would send merge-patch
         )
+        fence.check(fence.current(), "the status write")  # a stale replica writes nothing
         written = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         version = (written.get("metadata") or {}).get("resourceVersion") if written else None
         return None if version is None else str(version)
@@ -92,4 +93,5 @@ class KubeEvents:
             reporting_instance=self._instance,
         )
         call = partial(self._core.create_namespaced_event, ref.namespace, event)
+        fence.check(fence.current(), f"the Event {reason}")
         await asyncio.get_running_loop().run_in_executor(self._executor, call)

@@ -20,9 +20,10 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from stackscaler import fence
 from stackscaler.aws import AwsCaller, AwsSettings, RateLimit, RateLimiters, RetryPolicy, RoleRef
 from stackscaler.aws.ratelimit import TokenBucket
-from stackscaler.errors import PermanentError, TemporaryError, Throttled
+from stackscaler.errors import NotOwner, PermanentError, TemporaryError, Throttled
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/stackscaler-web"
@@ -185,8 +186,9 @@ class Setup:
     backoffs: list[float]
     hooked: list[tuple[str, str, str]]
 
-    def bucket(self, service: str) -> TokenBucket:
-        return self.caller.clients.limiters.bucket(service, REGION)
+    def bucket(self, service: str, operation: str | None = None) -> TokenBucket:
+        """The bucket of ``operation``'s kind (None: reads); SetDesiredCapacity: writes."""
+        return self.caller.clients.limiters.bucket(service, REGION, operation)
 
     async def set_capacity(self, group: str = "web", capacity: int = 3) -> dict[str, Any]:
         return await self.caller.call(
@@ -299,6 +301,50 @@ async def test_reads_of_another_service_do_not_wait_behind_rate_limited_writes(
     assert setup.hooked.count(("sqs", "ListQueues", "ok")) == 1
 
 
+async def test_reads_of_the_same_service_do_not_queue_behind_its_writes(setup: Setup) -> None:
+    """Reads and writes have a bucket each: DescribeAutoScalingGroups, which every tier
+    needs, never waits for the tokens of queued SetDesiredCapacity calls."""
+    await setup.set_capacity("first")  # the autoscaling write bucket (burst 1) is empty now
+    writes = [asyncio.create_task(setup.set_capacity(f"g{i}")) for i in range(3)]
+    await _until(lambda: setup.gate.waiting == 3, "three writes waiting for tokens")
+
+    setup.aws.queue(
+        "DescribeAutoScalingGroups",
+        _query_ok("DescribeAutoScalingGroups", ASG_NS, "<AutoScalingGroups></AutoScalingGroups>"),
+    )
+    out = await setup.caller.call(
+        "autoscaling", "DescribeAutoScalingGroups", region=None, resource="groups"
+    )
+    assert out["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert not any(t.done() for t in writes)
+    assert setup.aws.operations("autoscaling") == [
+        "SetDesiredCapacity",
+        "DescribeAutoScalingGroups",
+    ]
+    assert setup.bucket("autoscaling", "SetDesiredCapacity") is not setup.bucket("autoscaling")
+
+    setup.gate.opened.set()
+    await asyncio.gather(*writes)
+    assert setup.aws.operations("autoscaling").count("SetDesiredCapacity") == 4
+
+
+async def test_a_replica_whose_lease_lapsed_sends_nothing(setup: Setup) -> None:
+    """The fence (fence.py) is asked right before each attempt is sent."""
+    setup.gate.opened.set()  # tokens come as soon as they are due
+    owned = [True]
+    token = fence.OWNER.set(("WebTier shop/web", lambda: owned[0]))
+    try:
+        await setup.set_capacity("web", 3)
+        owned[0] = False
+        with pytest.raises(NotOwner, match="lease on its shard lapsed"):
+            await setup.set_capacity("web", 4)
+    finally:
+        fence.OWNER.reset(token)
+    assert setup.aws.operations("autoscaling") == ["SetDesiredCapacity"]
+    await setup.set_capacity("web", 5)  # outside a tick (no fence set): sent
+    assert setup.aws.operations("autoscaling") == ["SetDesiredCapacity"] * 2
+
+
 async def test_waiters_are_served_in_the_order_they_asked(setup: Setup) -> None:
     await setup.set_capacity("first")
     tasks = [asyncio.create_task(setup.set_capacity(f"g{i}")) for i in range(3)]
@@ -341,7 +387,9 @@ async def test_a_throttled_call_retries_with_a_token_each_then_raises_throttled(
     assert s.aws.operations() == ["SetDesiredCapacity"] * 3
     assert s.caller.clients.attempts[("autoscaling", "SetDesiredCapacity")] == 3
     assert s.caller.clients.calls[("autoscaling", "SetDesiredCapacity")] == 1
-    assert s.bucket("autoscaling").available == 10 - 3  # every attempt took a token
+    assert (
+        s.bucket("autoscaling", "SetDesiredCapacity").available == 10 - 3
+    )  # every attempt took a token
     # standard mode: throttling backs off from 1 s, doubling (full jitter, here at its top)
     assert s.backoffs == [1.0, 2.0]
     assert busy_during_backoff == [0, 0]  # a backoff holds no thread
@@ -356,7 +404,7 @@ async def test_a_call_throttled_twice_succeeds_on_the_third_attempt() -> None:
     finally:
         s.caller.close()
     assert s.aws.operations() == ["SetDesiredCapacity"] * 3
-    assert s.bucket("autoscaling").available == 10 - 3
+    assert s.bucket("autoscaling", "SetDesiredCapacity").available == 10 - 3
     assert s.hooked == [("autoscaling", "SetDesiredCapacity", "ok")]
 
 
@@ -395,7 +443,7 @@ async def test_a_non_retryable_error_is_raised_at_once(
         s.caller.close()
     assert s.aws.operations() == ["SetDesiredCapacity"]
     assert s.backoffs == []
-    assert s.bucket("autoscaling").available == 10 - 1
+    assert s.bucket("autoscaling", "SetDesiredCapacity").available == 10 - 1
 
 
 async def test_server_errors_and_lost_connections_are_retried_with_a_short_backoff() -> None:
@@ -477,11 +525,11 @@ async def test_a_cancelled_call_sends_nothing_and_leaves_no_debt(setup: Setup) -
     await setup.set_capacity("first")
     task = asyncio.create_task(setup.set_capacity("cancelled"))
     await _until(lambda: setup.gate.waiting == 1, "the write waiting for its token")
-    assert setup.bucket("autoscaling").available == -1
+    assert setup.bucket("autoscaling", "SetDesiredCapacity").available == -1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert setup.bucket("autoscaling").available == 0
+    assert setup.bucket("autoscaling", "SetDesiredCapacity").available == 0
     assert setup.aws.operations() == ["SetDesiredCapacity"]
     assert setup.caller.running[("autoscaling", REGION)] == 0
     assert setup.hooked == [("autoscaling", "SetDesiredCapacity", "ok")]
@@ -494,7 +542,7 @@ async def test_a_token_awaited_for_a_request_never_sent_goes_back(setup: Setup) 
         )
     assert setup.aws.operations() == []
     assert setup.backoffs == []  # not retried
-    assert setup.bucket("autoscaling").available == 1
+    assert setup.bucket("autoscaling", "SetDesiredCapacity").available == 1
 
 
 # --- requests made inside a worker thread (AssumeRole) -----------------------------------
@@ -523,9 +571,13 @@ def test_a_request_made_on_a_client_directly_still_takes_a_token() -> None:
     try:
         aws = FakeAws(caller)
         client = caller.clients.get("autoscaling", REGION, None)
-        before = caller.clients.limiters.bucket("autoscaling", REGION).available
+        before = caller.clients.limiters.bucket(
+            "autoscaling", REGION, "SetDesiredCapacity"
+        ).available
         client.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=2)
-        after = caller.clients.limiters.bucket("autoscaling", REGION).available
+        after = caller.clients.limiters.bucket(
+            "autoscaling", REGION, "SetDesiredCapacity"
+        ).available
     finally:
         caller.close()
     assert before - after == 1

@@ -47,7 +47,7 @@ from botocore import xform_name
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 
-from stackscaler import __version__
+from stackscaler import __version__, fence
 from stackscaler.aws.errors import translate
 from stackscaler.aws.ratelimit import RateLimit, RateLimiters, TokenBucket
 from stackscaler.aws.retries import RetryPolicy
@@ -318,7 +318,7 @@ class ClientCache:
             # another call of this role: it takes no lock but the STS client's own.
             sts = self.get("sts", sts_region, None)
             params = self.assume_role_request(role)
-            creds = self._assume_role(sts, params, role, sts_region)
+            creds = self._assume_role(lambda: sts.assume_role(**params), sts, role, sts_region)
             if self._hook is not None:
                 self._hook("sts", "AssumeRole", "ok")
             expiration = creds["Expiration"]
@@ -346,7 +346,7 @@ class ClientCache:
         return session
 
     def _assume_role(
-        self, sts: Any, params: Mapping[str, Any], role: RoleRef, region: str
+        self, send: Callable[[], Any], sts: Any, role: RoleRef, region: str
     ) -> dict[str, Any]:
         """AssumeRole with standard-mode retries, in this worker thread.
 
@@ -363,7 +363,7 @@ class ClientCache:
                 attempt += 1
                 _ATTEMPT.retry_of = ("sts", "AssumeRole") if attempt > 1 else None
                 try:
-                    return sts.assume_role(**params)["Credentials"]  # type: ignore[no-any-return]
+                    return send()["Credentials"]  # type: ignore[no-any-return]
                 except Exception as exc:
                     delay = self.retry.delay(exc, attempt, model)
                     if delay is None:
@@ -443,9 +443,10 @@ class ClientCache:
             user_agent_extra=f"stackscaler/{__version__}",
         )
         client = session.create_client(service, config=config, endpoint_url=s.endpoint_url)
-        bucket = self.limiters.bucket(service, region)
 
-        def before_send(**_: Any) -> None:
+        def before_send(event_name: str = "", **_: Any) -> None:
+            # event_name is before-send.<service-id>.<Operation>
+            bucket = self.limiters.bucket(service, region, event_name.rsplit(".", 1)[-1])
             if bucket in _ATTEMPT.paid:  # AwsCaller awaited this token on the event loop
                 _ATTEMPT.paid.remove(bucket)
                 return
@@ -554,7 +555,8 @@ class AwsCaller:
         resolved = self.clients.region(region)
         loop = asyncio.get_running_loop()
         key = (service, resolved)
-        bucket = self.clients.limiters.bucket(service, resolved)
+        bucket = self.clients.limiters.bucket(service, resolved, operation)
+        owner = fence.current()  # the tick's lease, asked again right before each send
         models: list[Any] = []
         """The operation's model, once there is a client: what the retry rules read."""
 
@@ -567,6 +569,7 @@ class AwsCaller:
                     if not models:
                         models.append(client.meta.service_model.operation_model(operation))
                     method = getattr(client, xform_name(operation))
+                    fence.check(owner, f"{service}:{operation}")
                     _ATTEMPT.retry_of = (service, operation) if attempt > 1 else None
                     try:
                         return method(**params)  # type: ignore[no-any-return]

@@ -119,8 +119,45 @@ class TokenBucket:
         return wait
 
 
+MUTATING = (
+    "Set",
+    "Create",
+    "Delete",
+    "Modify",
+    "Update",
+    "Put",
+    "Increase",
+    "Decrease",
+    "Terminate",
+    "Start",
+    "Stop",
+    "Reboot",
+    "Promote",
+    "Add",
+    "Remove",
+    "Send",
+    "Purge",
+    "Tag",
+    "Untag",
+    "Attach",
+    "Detach",
+)
+"""Operation name prefixes that change something: they take tokens from the write bucket."""
+
+
+def access(operation: str | None) -> str:
+    """'write' for an operation that changes something, else 'read'."""
+    return "write" if operation is not None and operation.startswith(MUTATING) else "read"
+
+
 class RateLimiters:
-    """One bucket per (service, region), created on first use."""
+    """Two buckets per (service, region), reads and writes, created on first use.
+
+    As EC2 counts mutating and non-mutating actions apart, reads never queue
+    behind rate-limited writes (a burst of SetDesiredCapacity does not delay
+    the DescribeAutoScalingGroups every other tier needs); each gets the
+    service's limit.
+    """
 
     def __init__(
         self,
@@ -132,13 +169,14 @@ class RateLimiters:
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._limits = {**DEFAULT_LIMITS, **(limits or {})}
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
         self._lock = threading.Lock()
         self._on_wait = on_wait
         self._clock, self._sleep, self._async_sleep = clock, sleep, async_sleep
 
-    def bucket(self, service: str, region: str) -> TokenBucket:
-        key = (service, region)
+    def bucket(self, service: str, region: str, operation: str | None = None) -> TokenBucket:
+        """The bucket of ``operation`` (None: a read) of ``service`` in ``region``."""
+        key = (service, region, access(operation))
         with self._lock:
             b = self._buckets.get(key)
             if b is None:

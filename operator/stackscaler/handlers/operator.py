@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 from kubernetes.config import kube_config
 
-from stackscaler import API_GROUP, API_VERSION, __version__
+from stackscaler import API_GROUP, API_VERSION, __version__, fence
 from stackscaler.actuators.registry import Actuators
 from stackscaler.aws import AwsCaller, AwsSettings, RateLimiters, RoleRef
 from stackscaler.errors import StackscalerError
@@ -181,8 +181,15 @@ class Operator:
         ref = Ref.of(body)
         if not self.owns(ref.uid):  # a lease lapsed: act no more until it is renewed
             return LEASE_WAIT
-        with self.metrics.observe_reconcile(ref.kind), self.ticks.running(ref.uid):
-            result = await self.reconciler.tick(body)
+        token = None
+        if self.leases is not None:  # and every write of the tick asks again (fence.py)
+            token = fence.OWNER.set((str(ref), lambda: self.owns(ref.uid)))
+        try:
+            with self.metrics.observe_reconcile(ref.kind), self.ticks.running(ref.uid):
+                result = await self.reconciler.tick(body)
+        finally:
+            if token is not None:
+                fence.OWNER.reset(token)
         return result.delay
 
     def _forget(self, uid: str, body: Mapping[str, Any]) -> None:

@@ -513,3 +513,71 @@ def test_four_shards_two_replicas_each_pool_decided_by_one_and_all_by_the_surviv
         assert_one_write_per_action(pool, [a, b], [(survivor.identity, 4)])
     assert survivor.set_desired_calls() == len(pools)
     no_problems(survivor)
+
+
+SLOW_POLL = 30
+"""The poll interval of the paused-mid-tick scenario: a tick may take 0.8 of it (24 s)
+to observe, so the paused tick is still alive when it resumes after the failover."""
+
+
+def test_a_tick_paused_in_flight_past_the_lease_writes_nothing_after_it_resumes(
+    aws: Aws, kube: Kube, fleet: Callable[[int], Fleet], namespace: str
+) -> None:
+    """The fence: the active replica's tick has read the backlog (4 workers' worth) and
+    waits for the group's capacity (its proxy holds the call: a slow network) when the
+    replica is SIGSTOPped past its lease. The other replica takes over and scales
+    4 -> 7 for the new backlog. Then the held answer (7) is delivered and the paused
+    replica resumes: its tick, started while it owned the pool, must not act on its
+    stale reading (7 -> 4) now that it no longer does (leases.py: "again right before
+    each AWS write")."""
+    f = fleet(1)
+    pool = Pool.make(f, aws, kube, "workers", desired=4)
+    replicas = [f.start(name) for name in ("r1", "r2")]
+    paused = f.settled(replicas, what="one replica holding the shard")[0]
+    (other,) = (r for r in replicas if r is not paused)
+    pool.apply(poll=SLOW_POLL)
+    first_decision(paused, pool)
+
+    describe = "DescribeAutoScalingGroups"
+    paused.proxy.hold(describe)
+    try:
+
+        def tick_waiting() -> float:
+            assert paused.proxy.held[describe] >= 1, "no tick has asked for the capacity yet"
+            arrived = max(t for t, op in pool.mentioned(paused) if op == describe)
+            read = [t for t, op in list(paused.proxy.done) if op == "GetQueueAttributes"]
+            assert read and max(read) > arrived, "the backlog read has not come back yet"
+            return arrived
+
+        eventually(
+            tick_waiting,
+            what="a tick with its backlog read, waiting for the capacity",
+            timeout=2 * SLOW_POLL + 10,
+        )
+        assert paused.op.proc is not None
+        stopped = time.time()
+        paused.op.proc.send_signal(signal.SIGSTOP)
+        try:
+            pool.load(7)
+            f.settled([other], what="the other replica taking the shard during the pause")
+            pool.wait_desired(7, what=f"{other.identity} scaling 4 -> 7 during the pause")
+            time.sleep(max(0.0, stopped + STOP_FOR - time.time()))  # still stopped, lease long gone
+            paused.proxy.release(describe)  # moto answers 7; it waits in the paused one's socket
+
+            def answered() -> None:
+                assert [t for t, op in list(paused.proxy.done) if op == describe and t > stopped]
+
+            eventually(answered, what="the held capacity read answered")
+        finally:
+            paused.op.proc.send_signal(signal.SIGCONT)
+    finally:
+        paused.proxy.release(describe)
+
+    assert f.settled(replicas, what="the shard back with the resumed replica")[0] is paused
+    settle(paused, pool, ticks=1, timeout=2 * SLOW_POLL + 10)
+    assert_one_write_per_action(pool, replicas, [(other.identity, 7)])
+    assert not paused.proxy.writes_to(pool.group)
+    no_problems(other)
+    # the paused replica may say it refused to write (its lease lapsed); nothing else
+    refused = "lease on its shard lapsed"
+    assert not [p for p in paused.op.problems() if refused not in p], paused.op.problems()

@@ -126,12 +126,13 @@ def test_flapping_load_moves_the_capacity_once_each_way(
             assert (t.current, t.desired) == (8, 8), t.decision
             assert t.limited_by == "scaleInStabilization", t.decision
         # the last recommendation of 8: a tick that wrote it, or (a tick that asked 8
-        # again changes nothing material, so it may not be written) its exact time in
-        # the scale-in window, frozen there once a lower recommendation followed it
+        # again changes nothing material, so it may not be written) its time in the
+        # scale-in window, frozen there once a lower recommendation followed it (to
+        # the second, as lastDecision.time is)
         last_high = max(
             [t.time for t in ticks[:down] if t.metric("requests")["recommendation"] == 8]
             + [
-                parse_time(at)
+                float(int(parse_time(at)))
                 for t in ticks[:down]
                 for at, value in t.history.get("scaleInWindow", [])
                 if value >= 8

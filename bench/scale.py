@@ -8,6 +8,17 @@ nothing to do). Every process is the product's own: `stackscaler dev
 controlplane` (kube-apiserver and etcd), moto in server mode, and
 ``stackscaler run`` as users start it, all on loopback.
 
+moto is single-process Python, so CloudWatch gets moto servers of its own:
+one moto answers Auto Scaling, EC2 and STS, and two more take turns at
+CloudWatch (see :class:`CpuFeeder`: each minute the idle one is reset and
+given just the datapoints the operator's queries need, so moto's
+GetMetricData, which compares every datapoint in a query's window with every
+query, scans one datapoint per group instead of six). The operator reaches
+them through botocore's per-service endpoint variables
+(``AWS_ENDPOINT_URL_CLOUDWATCH``, ``AWS_ENDPOINT_URL_AUTO_SCALING``, ...),
+which it honours when ``STACKSCALER_AWS_ENDPOINT_URL`` is not set; each
+service's moto has a counting proxy in front.
+
 The scaling tiers take one step (one unit) per ``--cooldown`` seconds
 (default 600), their starts spread over that time: 2/3 x 2,000 / 600 s is
 2.2 SetDesiredCapacity calls a second fleet-wide, inside the operator's own
@@ -24,15 +35,15 @@ waves), each wave of ``--poll`` seconds prints:
   the operator has no such gauge, from ``status.lastDecision.time`` as the
   watch last delivered it (said so in the output);
 * AWS calls by operation, counted on moto's side of the wire (a counting
-  proxy in front of moto; the operator's own ``stackscaler_aws_calls_total``
-  is in the JSON for comparison);
+  proxy in front of each service's moto; the operator's own
+  ``stackscaler_aws_calls_total`` is in the JSON for comparison);
 * API-server writes (kube-apiserver's ``apiserver_request_total``, every
   verb that writes): status, spec, Events, other; and per tier per hour, for
   all tiers and for the at-target third (steady state), from a watch;
-* CPU (cores: CPU seconds / wall seconds) of the operator, moto, the API
-  server and etcd, and the whole host (shared with other work); the
+* CPU (cores: CPU seconds / wall seconds) of the operator, each moto, the
+  API server and etcd, and the whole host (shared with other work); the
   operator's RSS;
-* whether moto was the bottleneck: moto is one Python process, so near one
+* whether a moto was the bottleneck: each is one Python process, so near one
   core it cannot answer faster, and what is measured is moto.
 
 The goals (for 2,000 tiers at a 30 s poll) are printed PASS or FAIL at the
@@ -106,9 +117,13 @@ DECISION_GAUGE = "stackscaler_last_decision_timestamp_seconds"
 AWS_CALLS = "stackscaler_aws_calls_total"
 STATUS_WRITES = "stackscaler_status_writes_total"
 MOTO_BOUND = 0.85
-"""moto at or above this many cores in a wave: it is the bottleneck."""
-AHEAD_MINUTES = 3
-"""CloudWatch datapoints are kept this far ahead of now (ignored until complete)."""
+"""A moto server at or above this many cores in a wave: it is the bottleneck."""
+MOTOS = ("moto", "moto-cw-a", "moto-cw-b")
+"""Auto Scaling, EC2 and STS; CloudWatch's two servers, taking turns."""
+PUT_CHUNK = 500
+"""Datapoints per PutMetricData (uncompressed: moto's server cannot read gzip bodies)."""
+CLOUDWATCH_OPS = frozenset({"GetMetricData", "GetMetricStatistics", "ListMetrics", "PutMetricData"})
+"""What the CloudWatch proxy should count, and the other one never."""
 
 # the goals of the issue, for 2,000 tiers at a 30 s poll
 GOAL_AGE_SLACK = 5.0
@@ -197,23 +212,30 @@ def web_tier(namespace: str, tier: Tier, opts: Options) -> dict[str, Any]:
 # --- moto: groups and their CPU ----------------------------------------------------------
 
 
+def aws_config(workers: int, **extra: Any) -> Config:
+    return Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        read_timeout=120,
+        max_pool_connections=workers + 2,
+        **extra,
+    )
+
+
+def aws_session() -> boto3.session.Session:
+    return boto3.session.Session(
+        aws_access_key_id=FAKE_ACCESS_KEY,
+        aws_secret_access_key=FAKE_SECRET_KEY,
+        region_name=REGION,
+    )
+
+
 class Moto:
-    """boto3 on moto directly (not through the counting proxy: not the operator's calls)."""
+    """boto3 on the Auto Scaling moto directly (not through the counting proxy)."""
 
     def __init__(self, endpoint: str, workers: int) -> None:
-        session = boto3.session.Session(
-            aws_access_key_id=FAKE_ACCESS_KEY,
-            aws_secret_access_key=FAKE_SECRET_KEY,
-            region_name=REGION,
-        )
-        cfg = Config(
-            retries={"mode": "standard", "max_attempts": 3},
-            read_timeout=120,
-            max_pool_connections=workers + 2,
-        )
+        session, cfg = aws_session(), aws_config(workers)
         self.autoscaling = session.client("autoscaling", endpoint_url=endpoint, config=cfg)
         self.ec2 = session.client("ec2", endpoint_url=endpoint, config=cfg)
-        self.cloudwatch = session.client("cloudwatch", endpoint_url=endpoint, config=cfg)
 
     def groups(self, tiers: Sequence[Tier], opts: Options, pool: ThreadPoolExecutor) -> None:
         template = f"{tiers[0].group}-lt"
@@ -236,7 +258,20 @@ class Moto:
 
 
 class CpuFeeder:
-    """Keeps each group's CPUUtilization in moto up to a few minutes ahead of now.
+    """Each group's CPUUtilization, just in time, on two CloudWatch motos taking turns.
+
+    moto's GetMetricData takes every datapoint stored in a call's window and,
+    for each of the call's queries (500) and each period of the window,
+    compares them all: its cost grows with the datapoints in the window, and
+    moto never drops one. The operator's window reaches 6 periods back
+    (staleAfterSeconds 300 plus a period) and ends at the current minute's
+    start, but only the newest complete period is used. So at each minute M
+    the idle server is reset (``/moto-api/reset``) and given the datapoints
+    of minutes M-1 (the newest complete one) and M (outside every window
+    until M+1, so the server still answers if the next turn is late), then
+    the counting proxy sends further requests to it; requests in flight
+    finish on the other. A window holds one datapoint per group instead of
+    six, and a server stores two.
 
     One datapoint per group per minute, stamped 5 s into the minute. Before
     its load starts a group is at the target (50 %); a scaling tier's load
@@ -244,10 +279,25 @@ class CpuFeeder:
     fleet's scale actions are spread over its cooldown rather than all at once.
     """
 
-    def __init__(self, moto: Moto, tiers: Sequence[Tier], start: float, spread: int) -> None:
-        self.moto, self.tiers, self.start, self.spread = moto, tiers, start, max(1, spread)
-        self.done_until = 0.0
-        """The minute (epoch seconds) up to which datapoints are in (exclusive)."""
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        proxy: CountingProxy,
+        tiers: Sequence[Tier],
+        start: float,
+        spread: int,
+    ) -> None:
+        self.endpoints, self.proxy, self.tiers = list(endpoints), proxy, tiers
+        self.start, self.spread = start, max(1, spread)
+        session = aws_session()
+        cfg = aws_config(2, disable_request_compression=True)
+        self.clients = [session.client("cloudwatch", endpoint_url=e, config=cfg) for e in endpoints]
+        self.active = 0
+        """The server the proxy sends CloudWatch requests to."""
+        self.minute = 0.0
+        """The minute (epoch seconds) the active server was filled for."""
+        self.turns: list[float] = []
+        """Seconds each fill (reset and datapoints) took."""
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cpu-feeder", daemon=True)
@@ -256,49 +306,59 @@ class CpuFeeder:
         onset = self.start + 60 * (tier.index % self.spread)
         return CPU[tier.cls] if minute >= onset else TARGET_CPU
 
-    def feed(self, first: float, until: float, pool: ThreadPoolExecutor) -> None:
-        """Datapoints for every minute in [first, until), 20 to a call."""
+    def fill(self, server: int, minute: float, pool: ThreadPoolExecutor) -> bool:
+        """Reset ``server`` and put minutes ``minute - 60`` and ``minute``; False when stopped."""
+        started = time.monotonic()
+        req = urllib.request.Request(self.endpoints[server] + "/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=30):
+            pass
         data = [
             {
                 "MetricName": "CPUUtilization",
                 "Dimensions": [{"Name": "AutoScalingGroupName", "Value": t.group}],
-                "Timestamp": datetime.fromtimestamp(minute + 5, UTC),
-                "Value": self.value(t, minute),
+                "Timestamp": datetime.fromtimestamp(m + 5, UTC),
+                "Value": self.value(t, m),
                 "Unit": "Percent",
             }
-            for minute in range(int(first), int(until), 60)
+            for m in (minute - 60, minute)
             for t in self.tiers
         ]
-        # botocore gzips bodies over 10 KB, which moto's server cannot read: 20 at a time
-        chunks = [data[i : i + 20] for i in range(0, len(data), 20)]
-        for i in range(0, len(chunks), 20):  # a stop() waits for 20 calls at most
+        cw = self.clients[server]
+        chunks = [data[i : i + PUT_CHUNK] for i in range(0, len(data), PUT_CHUNK)]
+        for i in range(0, len(chunks), 2):  # a stop() waits for 2 calls at most
             if self._stop.is_set():
-                return
+                return False
             list(
                 pool.map(
-                    lambda c: self.moto.cloudwatch.put_metric_data(
-                        Namespace="AWS/EC2", MetricData=c
-                    ),
-                    chunks[i : i + 20],
+                    lambda c: cw.put_metric_data(Namespace="AWS/EC2", MetricData=c),
+                    chunks[i : i + 2],
                 )
             )
-        self.done_until = max(self.done_until, until)
+        self.turns.append(time.monotonic() - started)
+        return True
 
-    def begin(self, pool: ThreadPoolExecutor, past_minutes: int = 6) -> None:
-        now_minute = math.floor(time.time() / 60) * 60
-        self.feed(now_minute - 60 * past_minutes, now_minute + 60 * (AHEAD_MINUTES + 1), pool)
+    def turn(self, pool: ThreadPoolExecutor) -> None:
+        """At a new minute: fill the idle server and send CloudWatch requests to it."""
+        minute = math.floor(time.time() / 60) * 60
+        if minute <= self.minute:
+            return
+        idle = 1 - self.active
+        if self.fill(idle, minute, pool):
+            self.proxy.switch(self.endpoints[idle])
+            self.active, self.minute = idle, minute
+
+    def begin(self, pool: ThreadPoolExecutor) -> None:
+        self.active = 1  # so the first turn fills server 0
+        self.turn(pool)
         self._thread.start()
 
     def _loop(self) -> None:
         with ThreadPoolExecutor(2) as pool:
-            while not self._stop.wait(5.0):
-                now_minute = math.floor(time.time() / 60) * 60
-                until = now_minute + 60 * (AHEAD_MINUTES + 1)
-                if until > self.done_until:
-                    try:
-                        self.feed(self.done_until, until, pool)
-                    except Exception as exc:  # keep feeding; reported at the end
-                        self.errors.append(repr(exc))
+            while not self._stop.wait(1.0):
+                try:
+                    self.turn(pool)
+                except Exception as exc:  # the active server keeps answering; reported
+                    self.errors.append(repr(exc))
 
     def stop(self) -> None:
         self._stop.set()
@@ -337,7 +397,10 @@ class Operator:
         return text
 
 
-def start_operator(kubeconfig: Path, namespace: str, logs: Path, endpoint: str) -> Operator:
+def start_operator(
+    kubeconfig: Path, namespace: str, logs: Path, asg: str, cloudwatch: str
+) -> Operator:
+    """``stackscaler run``: Auto Scaling, EC2 and STS at ``asg``, CloudWatch at ``cloudwatch``."""
     port = free_port()
     argv = [
         str(STACKSCALER),
@@ -353,8 +416,21 @@ def start_operator(kubeconfig: Path, namespace: str, logs: Path, endpoint: str) 
         "--log-format",
         "json",
     ]
-    env = children_env(endpoint, REGION)
+    env = children_env(asg, REGION)
     env.pop("KUBECONFIG", None)  # --kubeconfig only
+    # botocore's per-service endpoints (AWS_ENDPOINT_URL_<service id>), which the operator
+    # uses when STACKSCALER_AWS_ENDPOINT_URL does not send every service to one place
+    del env["STACKSCALER_AWS_ENDPOINT_URL"]
+    env.pop("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", None)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": asg,  # any other service: never real AWS
+            "AWS_ENDPOINT_URL_AUTO_SCALING": asg,
+            "AWS_ENDPOINT_URL_EC2": asg,
+            "AWS_ENDPOINT_URL_STS": asg,
+            "AWS_ENDPOINT_URL_CLOUDWATCH": cloudwatch,
+        }
+    )
     return Operator(spawn("operator", argv, logs / "operator.log", env), port)
 
 
@@ -385,7 +461,8 @@ def operator_counts(text: str) -> tuple[Counter[str], Counter[str]]:
 @dataclass
 class Snapshot:
     t: float
-    moto_calls: Counter[str]
+    moto_calls: dict[str, Counter[str]]
+    """Calls each service's moto answered so far (its counting proxy), by operation."""
     operator_calls: Counter[str]
     status_writes: Counter[str]
     kube_writes: Counter[str]
@@ -422,8 +499,10 @@ class Bench:
         self.classes = {t.name: t.cls for t in self.tiers}
         self.per_class = Counter(t.cls for t in self.tiers)
         self.plane: cp.ControlPlane | None = None
-        self.moto: Child | None = None
-        self.proxy: CountingProxy | None = None
+        self.motos: dict[str, Child] = {}
+        """MOTOS, by name."""
+        self.proxies: dict[str, CountingProxy] = {}
+        """``autoscaling`` (Auto Scaling, EC2, STS) and ``cloudwatch``."""
         self.feeder: CpuFeeder | None = None
         self.watch: TierWatch | None = None
         self.operator: Operator | None = None
@@ -440,19 +519,30 @@ class Bench:
         exe = moto_executable()
         if exe is None:
             raise ChildFailed("moto_server is not installed (pip install -e '.[test]')")
-        self.moto, moto_endpoint = start_moto(exe, self.logs, REGION)
-        self.proxy = CountingProxy(moto_endpoint)
-        proxy_endpoint = self.proxy.start()
-        say(f"moto {moto_endpoint} (pid {self.moto.pid}), counting proxy {proxy_endpoint}")
+        endpoints = {}
+        for name in MOTOS:
+            logs = self.logs / name  # start_moto names its log moto.log
+            logs.mkdir()
+            self.motos[name], endpoints[name] = start_moto(exe, logs, REGION)
+        cw = [endpoints["moto-cw-a"], endpoints["moto-cw-b"]]
+        self.proxies["autoscaling"] = CountingProxy(endpoints["moto"])
+        self.proxies["cloudwatch"] = CountingProxy(cw[0])
+        asg_endpoint = self.proxies["autoscaling"].start()
+        cw_endpoint = self.proxies["cloudwatch"].start()
+        for name in MOTOS:
+            say(f"{name} {endpoints[name]} (pid {self.motos[name].pid})")
+        say(f"counting proxies: Auto Scaling/EC2/STS {asg_endpoint}, CloudWatch {cw_endpoint}")
 
-        aws = Moto(moto_endpoint, opts.workers)
+        aws = Moto(endpoints["moto"], opts.workers)
         with ThreadPoolExecutor(opts.workers) as pool:
             started = time.monotonic()
             aws.groups(self.tiers, opts, pool)
             say(f"{opts.tiers} Auto Scaling groups in {time.monotonic() - started:.0f} s")
             started = time.monotonic()
             onset = math.floor(time.time() / 60) * 60 + 120
-            self.feeder = CpuFeeder(aws, self.tiers, onset, opts.cooldown // 60)
+            self.feeder = CpuFeeder(
+                cw, self.proxies["cloudwatch"], self.tiers, onset, opts.cooldown // 60
+            )
             self.feeder.begin(pool)
             say(f"CPU datapoints in {time.monotonic() - started:.0f} s")
             started = time.monotonic()
@@ -460,7 +550,7 @@ class Bench:
             say(f"{opts.tiers} WebTiers in {time.monotonic() - started:.0f} s")
         self.watch = TierWatch(self.plane.kubeconfig, self.namespace, self.classes).start()
         self.operator = start_operator(
-            self.plane.kubeconfig, self.namespace, self.logs, proxy_endpoint
+            self.plane.kubeconfig, self.namespace, self.logs, asg_endpoint, cw_endpoint
         )
         self.operator.wait_ready()
         say(f"operator pid {self.operator.child.pid}, /metrics {self.operator.url}")
@@ -530,10 +620,10 @@ class Bench:
             time.sleep(max(self.opts.sample_every, 5.0))
 
     def snapshot(self) -> Snapshot:
-        assert self.plane and self.moto and self.proxy and self.operator
+        assert self.plane and self.motos and self.proxies and self.operator
         pids = {
             "operator": self.operator.child.pid,
-            "moto": self.moto.pid,
+            **{name: child.pid for name, child in self.motos.items()},
             "apiserver": self.plane.pids["kube-apiserver"],
             "etcd": self.plane.pids["etcd"],
             "bench": os.getpid(),
@@ -542,7 +632,7 @@ class Bench:
         calls, status_writes = operator_counts(self.operator.metrics())
         return Snapshot(
             time.time(),
-            self.proxy.counts(),
+            {name: proxy.counts() for name, proxy in self.proxies.items()},
             calls,
             status_writes,
             api.writes(),
@@ -551,9 +641,10 @@ class Bench:
         )
 
     def _check_alive(self) -> None:
-        for child in (self.operator.child if self.operator else None, self.moto):
-            if child is not None and not child.alive():
-                raise ChildFailed(f"{child.name} exited:\n{tail(child.log)}")
+        children = {"operator": self.operator.child} if self.operator else {}
+        for name, child in {**children, **self.motos}.items():
+            if not child.alive():
+                raise ChildFailed(f"{name} exited:\n{tail(child.log)}")
 
     def run_waves(self) -> list[dict[str, Any]]:
         opts = self.opts
@@ -597,7 +688,11 @@ class Bench:
             cores[k] = (a.cpu - b.cpu) / secs if a and b else math.nan
         busy = (after.host[0] - before.host[0]) / max(after.host[1] - before.host[1], 1e-9)
         cores["host"] = busy * (os.cpu_count() or 1)
+        cores["moto-cw"] = cores["moto-cw-a"] + cores["moto-cw-b"]  # one serving at a time
         op = after.procs["operator"]
+        moto_calls: Counter[str] = Counter()
+        for k in after.moto_calls:
+            moto_calls.update(after.moto_calls[k] - before.moto_calls[k])
         writes = after.kube_writes - before.kube_writes
         by_class = self.watch.writes_between(before.t, after.t)
         hours = secs / 3600
@@ -613,7 +708,10 @@ class Bench:
             "seconds": round(secs, 2),
             "decision_age": {k: round(v, 2) for k, v in wave.age_stats().items()},
             "samples": wave.samples,
-            "aws_calls_moto": dict(after.moto_calls - before.moto_calls),
+            "aws_calls_moto": dict(moto_calls),
+            "aws_calls_by_server": {
+                k: dict(after.moto_calls[k] - before.moto_calls[k]) for k in after.moto_calls
+            },
             "aws_calls_operator": dict(after.operator_calls - before.operator_calls),
             "apiserver_writes": dict(writes),
             "operator_status_writes": dict(after.status_writes - before.status_writes),
@@ -623,7 +721,7 @@ class Bench:
             "cores": {k: round(v, 3) for k, v in cores.items()},
             "operator_rss_mb": round(op.rss_mb, 1) if op else math.nan,
             "operator_hwm_mb": round(op.hwm_mb, 1) if op else math.nan,
-            "moto_bound": cores["moto"] >= MOTO_BOUND,
+            "moto_bound": [k for k in ("moto", "moto-cw") if cores[k] >= MOTO_BOUND],
         }
 
     # --- teardown --------------------------------------------------------------
@@ -636,10 +734,9 @@ class Bench:
             steps.append(self.watch.stop)
         if self.feeder is not None:
             steps.append(self.feeder.stop)
-        if self.moto is not None:  # before the proxy: its requests in flight then end at once
-            steps.append(self.moto.stop)
-        if self.proxy is not None:
-            steps.append(self.proxy.stop)
+        # the motos before the proxies: requests in flight then end at once
+        steps.extend(child.stop for child in self.motos.values())
+        steps.extend(proxy.stop for proxy in self.proxies.values())
         steps.append(lambda: cp.stop(self.workdir / "cp"))
         for step in steps:
             try:
@@ -653,7 +750,8 @@ class Bench:
 HEADER = (
     f"{'wave':>4} {'age p50/p99/max s':>18} {'GMD':>4} {'DASG':>4} {'SDC':>4} {'oth':>4}"
     f" {'kube st/sp/ev/oth':>17} {'w/tier/h all/tgt':>17}"
-    f" {'op cpu':>6} {'op RSS':>7} {'moto':>5} {'kapi':>5} {'etcd':>5} {'host':>5}"
+    f" {'op cpu':>6} {'op RSS':>7} {'m-asg':>5} {'m-cw':>5} {'kapi':>5} {'etcd':>5}"
+    f" {'host':>5}"
 )
 
 
@@ -665,11 +763,12 @@ def format_row(r: dict[str, Any]) -> str:
     kube = f"{w.get('status', 0)}/{w.get('spec', 0)}/{w.get('events', 0)}/{w.get('other', 0)}"
     wt = r["writes_per_tier_hour"]
     per = f"{wt['all']:.1f}/{wt.get('target', math.nan):.1f}"
-    flag = " moto-bound" if r["moto_bound"] else ""
+    flag = "".join(f" {k}-bound" for k in r["moto_bound"])
     return (
         f"{r['wave']:>4} {age:>18} {m.get(named[0], 0):>4} {m.get(named[1], 0):>4}"
         f" {m.get(named[2], 0):>4} {other:>4} {kube:>17} {per:>17}"
         f" {c['operator']:>6.3f} {r['operator_rss_mb']:>5.0f}MB {c['moto']:>5.2f}"
+        f" {c['moto-cw']:>5.2f}"
         f" {c['apiserver']:>5.2f} {c['etcd']:>5.2f} {c['host']:>5.2f}{flag}"
     )
 
@@ -751,6 +850,14 @@ def goals(
     ]
 
 
+def totals_by_server(waves: Sequence[dict[str, Any]]) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = {}
+    for w in waves:
+        for server, calls in w["aws_calls_by_server"].items():
+            out.setdefault(server, Counter()).update(calls)
+    return out
+
+
 def totals(waves: Sequence[dict[str, Any]], key: str) -> Counter[str]:
     out: Counter[str] = Counter()
     for w in waves:
@@ -764,20 +871,41 @@ def report(bench: Bench, waves: list[dict[str, Any]], warmup: float) -> dict[str
     last = proc_sample(bench.operator.child.pid)
     peak = last.hwm_mb if last else max(w["operator_hwm_mb"] for w in waves)
     print()
-    bound = [w["wave"] for w in waves if w["moto_bound"]]
-    moto = [w["cores"]["moto"] for w in waves]
-    print(
-        f"moto: {statistics.fmean(moto):.2f} core on average, at most {max(moto):.2f} "
-        f"(one Python process: ~1.0 is all it has)."
-    )
-    if bound:
+    servers = {
+        "moto": "moto (Auto Scaling, EC2, STS)",
+        "moto-cw-a": "moto-cw-a (CloudWatch)",
+        "moto-cw-b": "moto-cw-b (CloudWatch)",
+        "moto-cw": "CloudWatch, both (one answers at a time)",
+    }
+    for key, label in servers.items():
+        cores = [w["cores"][key] for w in waves]
+        print(f"{label}: {statistics.fmean(cores):.2f} core on average, at most {max(cores):.2f}")
+    print("  (each moto is one Python process: ~1.0 core is all it has)")
+    for key in ("moto", "moto-cw"):
+        bound = [w["wave"] for w in waves if key in w["moto_bound"]]
+        if bound:
+            print(
+                f"  {servers[key]} was the bottleneck in wave(s) {', '.join(map(str, bound))}"
+                f" (>= {MOTO_BOUND} core): decision ages and AWS latencies there measure moto,"
+                " not the operator."
+            )
+    if not any(w["moto_bound"] for w in waves):
+        print(f"  no moto was the bottleneck (below {MOTO_BOUND} core in every wave).")
+    misrouted = {
+        server: {
+            op: n for op, n in calls.items() if (op in CLOUDWATCH_OPS) != (server == "cloudwatch")
+        }
+        for server, calls in totals_by_server(waves).items()
+    }
+    if any(misrouted.values()):
+        bench.notes.append(f"calls answered by the wrong moto: {misrouted}")
+    feeder = bench.feeder
+    if feeder is not None and feeder.turns:
         print(
-            f"  moto was the bottleneck in wave(s) {', '.join(map(str, bound))} (>= "
-            f"{MOTO_BOUND} core): decision ages and AWS latencies there measure moto, not the "
-            "operator."
+            f"CloudWatch datapoints: {len(feeder.turns)} turns, each a reset and "
+            f"{2 * len(bench.tiers)} datapoints in {statistics.fmean(feeder.turns):.1f} s on"
+            f" average (at most {max(feeder.turns):.1f} s)"
         )
-    else:
-        print("  moto was not the bottleneck (below 0.85 core in every wave).")
     host = [w["cores"]["host"] for w in waves]
     print(
         f"host: {statistics.fmean(host):.2f} of {os.cpu_count()} cores busy on average "

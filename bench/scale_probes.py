@@ -13,8 +13,10 @@
   ``status.lastDecision.time`` (the decision clock when the operator has no
   per-resource decision gauge).
 * :class:`CountingProxy`: the fault proxy of the integration tests
-  (``tests/integration/aws_faults.py``) without faults, in front of moto: it
-  counts the operator's AWS calls by operation on moto's side of the wire.
+  (``tests/integration/aws_faults.py``) without faults, in front of a moto
+  server: it counts the operator's AWS calls by operation on moto's side of
+  the wire. Its upstream can be switched while it runs (CloudWatch's two moto
+  servers take turns, see ``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -277,6 +279,14 @@ class CountingProxy:
             return Counter(self.proxy.forwarded)
 
         return asyncio.run_coroutine_threadsafe(copy(), self._loop).result(timeout=10)
+
+    def switch(self, upstream: str) -> None:
+        """Send further requests to ``upstream``; requests in flight finish where they went."""
+
+        async def set_upstream() -> None:
+            self.proxy.upstream = upstream
+
+        asyncio.run_coroutine_threadsafe(set_upstream(), self._loop).result(timeout=10)
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):

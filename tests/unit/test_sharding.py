@@ -1,4 +1,4 @@
-"""Shards: stable, balanced, and lease expiry judged on the observer's clock."""
+"""Shards, lease expiry, the selector, and what the operator keeps of each watched body."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stackscaler.handlers.operator import parse_selector, selected
+from stackscaler.handlers.operator import _kept, parse_selector, selected
 from stackscaler.sharding import Expiry, assign, shard_of
 
 members_st = st.sets(st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True), min_size=1, max_size=8)
@@ -86,3 +86,23 @@ def test_selector_matching_follows_labels_on_every_event() -> None:
     assert not selected(sel, {"metadata": {"labels": {"team": "db", "shard": "a"}}})
     assert not selected(sel, {"metadata": {"labels": {"team": "web"}}})
     assert selected((), {"metadata": {}})
+
+
+def test_the_operator_keeps_no_managed_fields_or_last_applied_copy() -> None:
+    body = {
+        "kind": "WebTier",
+        "metadata": {
+            "uid": "u",
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+                "stackscaler.dev/paused": "true",
+            },
+        },
+        "spec": {"minCapacity": 1},
+    }
+    kept = _kept(body)
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"stackscaler.dev/paused": "true"}
+    assert kept["spec"] == body["spec"] and kept["spec"] is not body["spec"]  # a deep copy
+    assert "managedFields" in body["metadata"]  # the watched body is left alone

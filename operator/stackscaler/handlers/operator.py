@@ -81,6 +81,23 @@ def selected(selector: tuple[tuple[str, str | None], ...], body: Mapping[str, An
     return all(k in labels and (v is None or labels[k] == v) for k, v in selector)
 
 
+UNUSED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def _kept(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Our own copy of a watched body, without what the operator never reads: the
+    managedFields (often larger than the spec, and one more entry per writer) and kubectl's
+    copy of the last applied spec. At thousands of resources they are most of the memory."""
+    raw = dict(body)
+    meta = dict(raw.get("metadata") or {})
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in UNUSED_ANNOTATIONS}
+    raw["metadata"] = meta
+    return copy.deepcopy(raw)
+
+
 class Operator:
     """Everything one operator process runs, built once at start-up."""
 
@@ -206,7 +223,7 @@ class Operator:
             self.scheduler.remove(uid)
             self.reconciler.forget(uid)
         else:
-            raw = copy.deepcopy(dict(body))
+            raw = _kept(body)
             if uid not in self.known:
                 self.kinds[kind] += 1
             self.known[uid] = raw

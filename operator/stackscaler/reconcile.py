@@ -53,6 +53,7 @@ is reported in the status and retried later; other resources are unaffected.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -285,6 +286,9 @@ class _Memory:
     """When (the reconciler's clock, epoch seconds) ``written`` was written."""
     version: str | None = None
     """The resourceVersion the write of ``written`` returned, if known."""
+    spread_at: float | None = None
+    """One early refresh after the first write, at a time taken from the uid, so that
+    resources started together do not all refresh in the same tick ever after."""
 
     def holds(self, body: Mapping[str, Any]) -> bool:
         """True unless the body's status was written by someone else after ours."""
@@ -908,6 +912,8 @@ class Reconciler:
         except Exception:
             log.warning("cannot write the status of %s", t.ref, exc_info=True)
             return
+        if memory.written is None:  # the first write of this memory: set its refresh phase
+            memory.spread_at = now + _phase(t.ref.uid) * self.status_refresh
         memory.written, memory.written_at = status, now
         memory.version = None if version is None else str(version)
         if self.metrics is not None:
@@ -917,10 +923,18 @@ class Reconciler:
         written, at = memory.written, memory.written_at
         if written is None or at is None or not 0 <= now - at < self.status_refresh:
             return False
+        if memory.spread_at is not None and now >= memory.spread_at:
+            memory.spread_at = None  # an early refresh: writing sooner is always safe
+            return False
         newest = _newest(written)
         if any(newest is None or w >= newest + self.status_refresh for w in _window_times(status)):
             return False
         return material(status) == material(written)
+
+
+def _phase(uid: str) -> float:
+    """A stable fraction in [0, 1) from a uid (not the salted ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(uid.encode(), digest_size=4).digest(), "big") / 2**32
 
 
 def _observations(seen: _Observed) -> Observations:

@@ -9,6 +9,7 @@ reconciler that wrote every tick would have.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from stackscaler.observability.metrics import OperatorMetrics
 from stackscaler.policy import Decision, Direction
-from stackscaler.reconcile import STATUS_REFRESH_SECONDS, Reconciler, Ref, material
+from stackscaler.reconcile import STATUS_REFRESH_SECONDS, Reconciler, Ref, _phase, material
 from tests.unit.test_reconcile import T0, FakeActuator, FakeActuators, FakeSources, Recorder, body
 
 REFRESH = STATUS_REFRESH_SECONDS
@@ -106,23 +107,35 @@ async def test_steady_state_writes_once_then_every_refresh_interval() -> None:
     await w.tick()
     assert w.writes() == 1
     first = w.body["status"]
-    for _ in range(9):  # 30 s apart: 270 s after the write
+    # one early refresh at a phase taken from the uid (so that resources started together
+    # spread their refreshes), then one every refresh interval
+    early = _phase(w.body["metadata"]["uid"]) * REFRESH
+    written_at = [0]
+    for k in range(1, 131):  # 30 s apart: 65 minutes
         decision = await w.tick(after=30)
         assert decision is not None and decision.direction is Direction.NONE
-    assert w.writes() == 1, "a tick that changed nothing material was written"
-    assert (w.counted("written"), w.counted("skipped")) == (1, 9)
-    await w.tick(after=30)  # 300 s: refreshed
-    assert w.writes() == 2
-    assert w.body["status"]["lastDecision"]["time"] == "2026-11-26T12:05:00Z"
+        if w.writes() > len(written_at):
+            written_at.append(30 * k)
+    first_refresh = 30 * math.ceil(early / 30)
+    expected = [0, first_refresh]
+    while expected[-1] + REFRESH <= 30 * 130:
+        expected.append(expected[-1] + int(REFRESH))
+    assert written_at == expected, "writes only at the early refresh and every interval"
+    assert (w.counted("written"), w.counted("skipped")) == (len(expected), 131 - len(expected))
     assert material(w.body["status"]) == material(first)
-    for _ in range(110):  # the rest of the hour, and a bit
-        await w.tick(after=30)
-    assert w.writes() <= 1 + 12  # at most 12 writes an hour in steady state
+    assert len([t for t in written_at if t >= 300]) <= 12  # at most 12 an hour after it
     gauge = w.metrics.registry.get_sample_value(
         "stackscaler_last_decision_timestamp_seconds",
         {"kind": "WebTier", "namespace": "shop", "name": "web"},
     )
     assert gauge == w.now.timestamp()  # every decision is on time, written or not
+
+
+async def test_resources_started_together_refresh_at_different_times() -> None:
+    phases = {uid: _phase(uid) for uid in (f"uid-{i}" for i in range(200))}
+    assert all(0 <= p < 1 for p in phases.values())
+    buckets = {int(p * 10) for p in phases.values()}
+    assert buckets == set(range(10))  # spread over the whole interval, not one moment
 
 
 async def test_the_next_tick_starts_from_the_last_status_computed() -> None:

@@ -103,17 +103,12 @@ class Scheduler:
             if self._on_forget is not None:
                 self._on_forget(uid, entry.body)
 
-    def next_delay(self, interval: float, started: float | None = None) -> float:
-        """Seconds to the next aligned tick after ``started`` (default: now), plus jitter.
-
-        A tick that ran past its next slot (it waited for AWS's rate limit, say) starts
-        the next one at once instead of skipping a whole interval.
-        """
+    def next_delay(self, interval: float) -> float:
+        """Seconds to the next aligned tick, plus jitter."""
         interval = max(self._min_delay, interval)
         now = self._clock()
-        base = now if started is None else min(started, now)
-        slot = (int(base // interval) + 1) * interval
-        return max(slot - now, 0.0) + random.uniform(0, self._jitter)
+        aligned = (int(now // interval) + 1) * interval - now
+        return aligned + random.uniform(0, self._jitter)
 
     def error_delay(self, failures: int) -> float:
         """Seconds before retrying after ``failures`` failed ticks in a row (>= 1):
@@ -125,7 +120,6 @@ class Scheduler:
         await asyncio.sleep(random.uniform(0, self._jitter))
         while True:
             entry.wake.clear()
-            started = self._clock()
             try:
                 interval = await self._tick(entry.body)
             except asyncio.CancelledError:
@@ -144,9 +138,7 @@ class Scheduler:
             else:
                 entry.failures = 0
                 delay = (
-                    self.next_delay(interval, started)
-                    if interval >= self._min_delay
-                    else self._min_delay
+                    self.next_delay(interval) if interval >= self._min_delay else self._min_delay
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(entry.wake.wait(), timeout=delay)

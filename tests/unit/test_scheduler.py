@@ -25,15 +25,6 @@ def test_next_delay_is_aligned_to_the_interval() -> None:
     assert s.next_delay(0.1) == pytest.approx(0.5)  # never below one second
 
 
-def test_a_tick_that_ran_past_its_slot_starts_the_next_at_once() -> None:
-    now = [1_000_020.0 + 12.0]  # a tick started at :20 (a slot) and ran 12 s
-    s = Scheduler(lambda b: asyncio.sleep(0, 30.0), jitter=0.0, clock=lambda: now[0])
-    assert s.next_delay(30, started=1_000_020.0) == pytest.approx(18.0)  # the next slot
-    now[0] = 1_000_020.0 + 41.0  # it waited 41 s (rate-limited writes): past :50
-    assert s.next_delay(30, started=1_000_020.0) == 0.0  # at once, not at :80
-    assert s.next_delay(30) == pytest.approx(19.0)  # without a start: the next slot
-
-
 async def test_ticks_repeat_and_spec_changes_wake_at_once() -> None:
     seen: list[tuple[str, int]] = []
 

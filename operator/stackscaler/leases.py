@@ -147,7 +147,6 @@ class Leases:
         """shard -> local time the last successful renewal of it was sent."""
         self._announced: frozenset[int] = frozenset()
         self._task: asyncio.Task[None] | None = None
-        self.members: tuple[str, ...] = ()
         self._stopped = False
 
     # --- what the operator asks -------------------------------------------------
@@ -216,7 +215,6 @@ class Leases:
             self._expiry.observe(seen.name, seen.version, seen.holder, seen.duration, now)
         self._expiry.forget_except(leases)
         members, agreed = self._members(leases, now)
-        self.members = tuple(members)
         plan = assign(s.shards, members) if agreed else {}
         for shard in range(s.shards):
             name = s.shard_lease(shard)

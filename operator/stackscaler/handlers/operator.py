@@ -36,9 +36,9 @@ from stackscaler.tenancy import Tenancy, TenancySettings
 log = logging.getLogger("stackscaler.operator")
 
 FAILPOINT_EXIT = 137
+"""Exit status at a failpoint (as if SIGKILLed)."""
 LEASE_WAIT = 2.0
 """Seconds before a resource whose shard lease lapsed looks again."""
-"""Exit status at a failpoint (as if SIGKILLed)."""
 
 
 @dataclass(frozen=True)

@@ -80,3 +80,8 @@ class Throttled(TemporaryError):
 
 class NotOwner(TemporaryError):
     """This replica's lease on the resource's shard lapsed: it may write nothing more."""
+
+
+class Deferred(TemporaryError):
+    """A change was not sent: its turn in the client-side write limit would come
+    after the tick's send-by time. Nothing was sent; the next tick decides again."""

@@ -11,7 +11,8 @@ every check passes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from stackscaler.errors import NotOwner
@@ -35,3 +36,39 @@ def check(fence: tuple[str, Owner] | None, action: str) -> None:
             "(another replica owns it now)",
             delay=2.0,
         )
+
+
+class SendBy:
+    """When the first write of a tick's apply must be sent at the latest.
+
+    A change whose rate-limit token would come later is not sent at all
+    (:class:`~stackscaler.errors.Deferred`): the tick ends before its
+    resource's next slot and the next tick decides again with fresh data,
+    instead of the late tick making its resource skip a slot. Only the first
+    write can be deferred: once one is under way (``sent``), the rest of the
+    same change waits its turn, so a change is never left half done.
+    """
+
+    def __init__(self, until: float, clock: Callable[[], float]) -> None:
+        self.until, self._clock = until, clock
+        self.sent = False
+
+    def budget(self) -> float | None:
+        """Seconds the next write may wait for its token; None once one was sent."""
+        return None if self.sent else self.until - self._clock()
+
+
+SEND_BY: ContextVar[SendBy | None] = ContextVar("stackscaler_send_by", default=None)
+"""The send-by time of the running tick's apply phase (None: writes wait their turn)."""
+
+
+@contextmanager
+def sending_by(until: float, clock: Callable[[], float]) -> Iterator[SendBy]:
+    """Writes made inside the block are deferred rather than sent after ``until``
+    (a time on ``clock``)."""
+    send_by = SendBy(until, clock)
+    token = SEND_BY.set(send_by)
+    try:
+        yield send_by
+    finally:
+        SEND_BY.reset(token)

@@ -5,7 +5,9 @@
 * **decide**: :func:`stackscaler.policy.decide` with the history kept in
   ``status.history``, so cooldowns and stabilization survive restarts;
 * **apply**: only when the capacity changes, never in DryRun, never while
-  paused, never while the target is busy;
+  paused, never while the target is busy, and not at all when its turn in
+  the AWS write limit comes after the tick's send-by time (:func:`send_by`:
+  the next tick decides again, rather than this one running into its next slot);
 * **record**: the whole status through the /status subresource (the
   operator never writes ``.spec``) when something material changed or the
   last write is older than the refresh interval (see below), Kubernetes
@@ -61,10 +63,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from stackscaler import fence
 from stackscaler.actuators.base import ApplyResult, Capacity
 from stackscaler.actuators.registry import Actuators
 from stackscaler.claims import Claimant, Claims, describe, target_key
-from stackscaler.errors import InvalidSpec, StackscalerError, TargetConflict, TemporaryError
+from stackscaler.errors import (
+    Deferred,
+    InvalidSpec,
+    StackscalerError,
+    TargetConflict,
+    TemporaryError,
+)
 from stackscaler.metrics.registry import MetricSources, Reading
 from stackscaler.model.crds import KINDS
 from stackscaler.model.spec import Mode, Resource, parse_resource
@@ -83,6 +92,9 @@ MIN_DEADLINE, MAX_DEADLINE = 10.0, 60.0
 APPLY_DEADLINE = MAX_DEADLINE
 """A change may wait its turn in the service's rate limit (5 SetDesiredCapacity a
 second by default): it gets the longest deadline, whatever the poll interval."""
+SEND_MARGIN, MAX_SEND_MARGIN = 0.2, 5.0
+"""The share of the poll interval (at most MAX_SEND_MARGIN s) a tick keeps after its
+send-by time for the AWS call and the writes that record it (see :func:`send_by`)."""
 EVENTS_PER_HOUR = 30
 """Events one resource may post in any hour; more are logged, not posted."""
 STATUS_REFRESH_SECONDS = 300.0
@@ -249,6 +261,21 @@ def tick_deadline(poll_interval: float) -> float:
     late, so a frozen endpoint can never make a stale status look healthy.
     """
     return min(MAX_DEADLINE, max(MIN_DEADLINE, 0.8 * poll_interval))
+
+
+def send_by(now: float, poll_interval: float) -> float:
+    """The latest time a tick started at ``now`` may send its change (Unix seconds).
+
+    Ticks are aligned to multiples of the poll interval; a change still
+    waiting for its rate-limit token after this is deferred to the next tick
+    (:class:`~stackscaler.errors.Deferred`), so the tick ends before its next
+    slot instead of making the resource skip one (the next tick decides again
+    and takes its turn then). ``SEND_MARGIN`` of the slot, at most
+    ``MAX_SEND_MARGIN`` seconds, is left for the call itself and the writes after it.
+    """
+    poll = max(poll_interval, 1.0)
+    next_slot = (now // poll + 1) * poll
+    return next_slot - min(MAX_SEND_MARGIN, SEND_MARGIN * poll)
 
 
 class TickLate(TemporaryError):
@@ -513,6 +540,7 @@ class Reconciler:
         await self._recover(t, resource, seen.capacity)
         await self._out_of_band(t, resource, seen.capacity)
         decision = decide(resource.scaling, _observations(seen), t.history, t.now)
+        self._count(t, decision)
         await self._report_metrics(t, seen, decision)
         try:
             applied, limit = await self._apply(t, resource, seen.capacity, decision)
@@ -673,6 +701,14 @@ class Reconciler:
         )
         t.base["appliedCapacity"] = capacity.current
 
+    def _count(self, t: _Tick, decision: Decision) -> None:
+        """The decision's Prometheus series, its time among them, as soon as it is made
+        (carrying it out may wait its turn in the AWS write limit)."""
+        if self.metrics is not None:
+            self.metrics.record_decision(
+                t.ref.kind, t.ref.namespace, t.ref.name, decision, at=t.now.timestamp()
+            )
+
     async def _report_metrics(self, t: _Tick, seen: _Observed, decision: Decision) -> None:
         """MetricsAvailable and Fallback conditions; each permanent metric error once."""
         unknown = {n: err for n, (obs, err) in seen.readings.items() if obs.value is None}
@@ -732,10 +768,16 @@ class Reconciler:
             return None, ("TargetBusy", capacity.busy)
         await self._record_intent(t, capacity, decision)
         actuator = self.actuators.for_target(resource.target)
-        deadline = max(APPLY_DEADLINE, self.deadline(float(resource.scaling.poll_interval_seconds)))
+        poll = float(resource.scaling.poll_interval_seconds)
+        deadline = max(APPLY_DEADLINE, self.deadline(poll))
+        until = send_by(t.now.timestamp(), poll)
         try:
             async with asyncio.timeout(deadline):
-                applied = await actuator.apply(resource, decision.desired, capacity)
+                with fence.sending_by(until, lambda: self.clock().timestamp()):
+                    applied = await actuator.apply(resource, decision.desired, capacity)
+        except Deferred as exc:  # nothing was sent: hold, and decide again next tick
+            t.base.pop("pendingAction", None)
+            return None, ("WriteDeferred", safe_text(str(exc)))
         except TimeoutError:
             raise TickLate(
                 f"no answer to the change {capacity.current} -> {decision.desired} within "
@@ -808,10 +850,6 @@ class Reconciler:
         if t.paused:
             conds.set("Paused", True, "PausedByAnnotation", f"{t.paused_why}; {would}")
         conds.set("Ready", True, "Reconciled", decision.headline)
-        if self.metrics is not None:
-            self.metrics.record_decision(
-                t.ref.kind, t.ref.namespace, t.ref.name, decision, at=t.now.timestamp()
-            )
         status = self._status(t, decision=decision, capacity=capacity)
         await self._write(t, status, force=applied is not None)  # after an action: always
         return TickResult(float(resource.scaling.poll_interval_seconds), decision, applied)

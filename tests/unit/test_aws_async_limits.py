@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from stackscaler import fence
 from stackscaler.aws import AwsCaller, AwsSettings, RateLimit, RateLimiters, RetryPolicy, RoleRef
 from stackscaler.aws.ratelimit import TokenBucket
-from stackscaler.errors import NotOwner, PermanentError, TemporaryError, Throttled
+from stackscaler.errors import Deferred, NotOwner, PermanentError, TemporaryError, Throttled
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/stackscaler-web"
@@ -343,6 +343,61 @@ async def test_a_replica_whose_lease_lapsed_sends_nothing(setup: Setup) -> None:
     assert setup.aws.operations("autoscaling") == ["SetDesiredCapacity"]
     await setup.set_capacity("web", 5)  # outside a tick (no fence set): sent
     assert setup.aws.operations("autoscaling") == ["SetDesiredCapacity"] * 2
+
+
+async def test_a_write_whose_turn_comes_after_the_send_by_time_is_deferred_unsent(
+    setup: Setup,
+) -> None:
+    """A tick's change that would wait past its send-by time is not sent (Deferred),
+    gives its token back, and leaves the waiters before it where they were."""
+    await setup.set_capacity("first")  # the write bucket (1/s, burst 1) is empty now
+    ahead = [asyncio.create_task(setup.set_capacity(f"g{i}")) for i in range(2)]
+    await _until(lambda: setup.gate.waiting == 2, "two writes waiting")
+    with fence.sending_by(2.5, setup.clock) as send_by:  # its turn would come at 3.0
+        with pytest.raises(Deferred, match="SetDesiredCapacity not sent"):
+            await setup.set_capacity("late")
+        assert not send_by.sent
+    assert setup.aws.operations("autoscaling") == ["SetDesiredCapacity"]
+    assert setup.gate.waiting == 2 and setup.gate.asked == [1.0, 2.0]
+    assert setup.bucket("autoscaling", "SetDesiredCapacity").available == pytest.approx(-2.0)
+    assert ("autoscaling", "SetDesiredCapacity", "ok") not in setup.hooked[1:]  # no call made
+
+    with fence.sending_by(3.5, setup.clock) as send_by:  # its turn at 3.0 is in time
+        late = asyncio.create_task(setup.set_capacity("in-time"))
+        await _until(lambda: setup.gate.waiting == 3, "the write in time waits its turn")
+        assert setup.gate.asked[-1] == 3.0
+    setup.gate.opened.set()
+    await asyncio.gather(*ahead, late)
+    assert send_by.sent
+    assert setup.aws.operations("autoscaling") == ["SetDesiredCapacity"] * 4
+
+
+async def test_only_the_first_write_of_a_change_can_be_deferred(setup: Setup) -> None:
+    """Once a change has sent one write, its other writes wait their turn: a change is
+    never left half done because the send-by time passed."""
+    setup.gate.opened.set()
+    with fence.sending_by(0.5, setup.clock):
+        await setup.set_capacity("first")  # a token at once: sent, whatever the time
+        await setup.set_capacity("second")  # would wait 1 s, past 0.5: waits anyway
+    assert setup.aws.operations("autoscaling") == ["SetDesiredCapacity"] * 2
+
+
+async def test_reads_are_never_deferred(setup: Setup) -> None:
+    setup.gate.opened.set()
+    setup.aws.queue(
+        "DescribeAutoScalingGroups",
+        _query_ok("DescribeAutoScalingGroups", ASG_NS, "<AutoScalingGroups></AutoScalingGroups>"),
+    )
+    setup.aws.queue(
+        "DescribeAutoScalingGroups",
+        _query_ok("DescribeAutoScalingGroups", ASG_NS, "<AutoScalingGroups></AutoScalingGroups>"),
+    )
+    with fence.sending_by(-10.0, setup.clock):  # long past
+        for _ in range(2):  # the read bucket (burst 1): the second one waits, and is sent
+            await setup.caller.call(
+                "autoscaling", "DescribeAutoScalingGroups", region=None, resource="groups"
+            )
+    assert setup.aws.operations("autoscaling") == ["DescribeAutoScalingGroups"] * 2
 
 
 async def test_waiters_are_served_in_the_order_they_asked(setup: Setup) -> None:

@@ -10,16 +10,28 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stackscaler import fence
+from stackscaler.actuators.base import ApplyResult, Capacity
+from stackscaler.errors import Deferred
+from stackscaler.model.spec import Resource
 from stackscaler.observability.metrics import OperatorMetrics
 from stackscaler.policy import Decision, Direction
-from stackscaler.reconcile import STATUS_REFRESH_SECONDS, Reconciler, Ref, _phase, material
+from stackscaler.reconcile import (
+    STATUS_REFRESH_SECONDS,
+    Reconciler,
+    Ref,
+    _phase,
+    material,
+    send_by,
+)
 from tests.unit.test_reconcile import T0, FakeActuator, FakeActuators, FakeSources, Recorder, body
 
 REFRESH = STATUS_REFRESH_SECONDS
@@ -368,3 +380,57 @@ async def test_restarted_never_scales_earlier_than_writing_every_tick(
             assert lo <= b.desired <= hi, (i, a.headline, b.headline)
             return
         assert every.actuator.current == lazy.actuator.current
+
+
+# --- a change whose turn in the AWS write limit comes too late -----------------------------
+
+
+@dataclass
+class LimitedActuator(FakeActuator):
+    """Sends a change only when its turn in a write limit comes before the tick's send-by
+    time, as AwsCaller does (stackscaler.fence.SEND_BY): ``turn_in`` seconds from now."""
+
+    turn_in: float = 0.0
+    budgets: list[float | None] = field(default_factory=list)
+
+    async def apply(self, resource: Resource, desired: int, observed: Capacity) -> ApplyResult:
+        send_by = fence.SEND_BY.get()
+        budget = None if send_by is None else send_by.budget()
+        self.budgets.append(budget)
+        if budget is not None and self.turn_in > budget:
+            raise Deferred("SetDesiredCapacity not sent: its turn comes too late")
+        return await super().apply(resource, desired, observed)
+
+
+def test_send_by_leaves_the_end_of_the_slot_for_the_call_and_its_writes() -> None:
+    slot = T0.timestamp()
+    assert send_by(slot + 0.1, 30) == slot + 25.0  # 5 s before the next slot
+    assert send_by(slot + 29.9, 30) == slot + 25.0  # late in its slot: already past
+    assert send_by(slot + 0.1, 10) == slot + 8.0  # a fifth of a short interval
+    assert send_by(slot + 0.1, 600) == slot + 595.0  # at most 5 s
+
+
+async def test_a_change_whose_turn_comes_after_the_send_by_time_is_held_and_tried_again() -> None:
+    actuator = LimitedActuator(turn_in=40.0)
+    w = World(body(), cpu=100.0, actuator=actuator)
+    await w.tick(after=0.1)
+    assert actuator.budgets == [pytest.approx(24.9)]  # T0 + 25 s, 5 s before the next slot
+    assert actuator.applied == [] and actuator.current == 3
+    status = w.body["status"]
+    assert "pendingAction" not in status and "lastScaleOutTime" not in status
+    limited = w.condition("ScalingLimited")
+    assert (limited["status"], limited["reason"]) == ("True", "WriteDeferred")
+    assert "not sent" in limited["message"]
+    assert w.condition("Ready")["status"] == "True"  # nothing failed: it waits its turn
+    # the decision is on record at its own time, though nothing was sent
+    decided = w.metrics.registry.get_sample_value(
+        "stackscaler_last_decision_timestamp_seconds",
+        {"kind": "WebTier", "namespace": "shop", "name": "web"},
+    )
+    assert decided == T0.timestamp() + 0.1
+
+    actuator.turn_in = 10.0  # the next tick's turn comes in time
+    await w.tick(after=30)
+    assert actuator.applied == [6]
+    assert w.body["status"]["lastScaleOutTime"] == "2026-11-26T12:00:30Z"
+    assert w.condition("ScalingLimited")["reason"] != "WriteDeferred"

@@ -42,7 +42,7 @@ from typing import Any
 from stackscaler.actuators.base import ApplyResult, Capacity
 from stackscaler.actuators.warmup import Clock, LaunchTimes, past_warmup, utcnow
 from stackscaler.aws.clients import AwsCaller, RoleRef
-from stackscaler.batching import Coalescer
+from stackscaler.batching import QUIET, WINDOW, Coalescer
 from stackscaler.errors import PermanentError, StackscalerError, TargetNotFound
 from stackscaler.model.crds import WARMUP_SECONDS_BY_TARGET
 from stackscaler.model.spec import AutoScalingGroupTarget, Resource, Warmup, warmup
@@ -190,11 +190,18 @@ def _own(err: BaseException, name: str) -> BaseException:
 class AsgActuator:
     """Actuator for ``AutoScalingGroup`` targets."""
 
-    def __init__(self, caller: AwsCaller, *, window: float = 0.05, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        caller: AwsCaller,
+        *,
+        quiet: float = QUIET,
+        window: float = WINDOW,
+        clock: Clock = utcnow,
+    ) -> None:
         self._caller = caller
         self._clock = clock
         self._batches: Coalescer[BatchKey, Ask, GroupView] = Coalescer(
-            self._describe, window=window
+            self._describe, quiet=quiet, window=window, max_batch=DESCRIBE_BATCH
         )
         self._launched: LaunchTimes[tuple[str, RoleRef | None, str]] = LaunchTimes()
 

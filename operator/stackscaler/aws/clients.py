@@ -49,9 +49,9 @@ from botocore.credentials import RefreshableCredentials
 
 from stackscaler import __version__, fence
 from stackscaler.aws.errors import translate
-from stackscaler.aws.ratelimit import RateLimit, RateLimiters, TokenBucket
+from stackscaler.aws.ratelimit import RateLimit, RateLimiters, TokenBucket, access
 from stackscaler.aws.retries import RetryPolicy
-from stackscaler.errors import AccessDenied, PermanentError, StackscalerError
+from stackscaler.errors import AccessDenied, Deferred, PermanentError, StackscalerError
 
 CallHook = Callable[[str, str, str], None]
 """(service, operation, outcome) -> None; outcome is ok, throttled, denied, error."""
@@ -557,6 +557,7 @@ class AwsCaller:
         key = (service, resolved)
         bucket = self.clients.limiters.bucket(service, resolved, operation)
         owner = fence.current()  # the tick's lease, asked again right before each send
+        send_by = fence.SEND_BY.get() if access(operation) == "write" else None
         models: list[Any] = []
         """The operation's model, once there is a client: what the retry rules read."""
 
@@ -585,7 +586,7 @@ class AwsCaller:
             try:
                 if role is not None:
                     await self._prepare(role, resolved)
-                await bucket.wait()  # on the loop: a call waiting its turn holds no thread
+                await self._take(bucket, send_by, operation)  # on the loop: holds no thread
                 result = await loop.run_in_executor(self._pool(service, resolved), run, attempt)
             except StackscalerError:  # already ours: no region, a failed AssumeRole (or refresh)
                 raise
@@ -603,6 +604,21 @@ class AwsCaller:
             if self._hook is not None:
                 self._hook(service, operation, "ok")
             return result
+
+    async def _take(
+        self, bucket: TokenBucket, send_by: fence.SendBy | None, operation: str
+    ) -> None:
+        """Await ``bucket``'s token; a write past the tick's send-by time raises Deferred."""
+        budget = send_by.budget() if send_by is not None else None
+        if await bucket.wait(within=budget) is None:
+            raise Deferred(
+                f"{operation} not sent: its turn in the client-side write limit "
+                f"({bucket.limit.rate:g}/s) comes after this tick's send-by time "
+                f"({budget:.1f} s away); the next tick decides again",
+                delay=0.0,
+            )
+        if send_by is not None:
+            send_by.sent = True
 
     async def _prepare(self, role: RoleRef, region: str) -> None:
         """Assume ``role`` (or refresh it) before a call needs it, its sts token awaited here.

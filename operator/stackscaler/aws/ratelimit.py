@@ -102,12 +102,18 @@ class TokenBucket:
             self._sleep(wait)
         return wait
 
-    async def wait(self) -> float:
+    async def wait(self, within: float | None = None) -> float | None:
         """Await a token on the event loop, holding no thread; return the seconds waited.
 
-        Cancelled while waiting, the reserved token goes back to the bucket.
+        With ``within``, a token that would come more than ``within`` seconds
+        from now (and later than at once) is not taken: the reservation goes
+        back and None is returned at once. Cancelled while waiting, the
+        reserved token goes back to the bucket.
         """
         wait = self._reserve()
+        if within is not None and wait > 0 and wait > within:
+            self.give_back()
+            return None
         if wait > 0:
             if self._on_wait is not None:
                 self._on_wait(wait)

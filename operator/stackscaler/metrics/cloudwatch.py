@@ -53,7 +53,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stackscaler.aws.clients import AwsCaller, RoleRef
-from stackscaler.batching import Coalescer
+from stackscaler.batching import QUIET, WINDOW, Coalescer
 from stackscaler.errors import (
     AccessDenied,
     MetricUnavailable,
@@ -466,9 +466,11 @@ def _rejected(error: StackscalerError) -> bool:
 class CloudWatchMetricSource:
     """Reads CloudWatch metrics; concurrent reads share GetMetricData calls."""
 
-    def __init__(self, caller: AwsCaller, *, window: float = 0.05) -> None:
+    def __init__(self, caller: AwsCaller, *, quiet: float = QUIET, window: float = WINDOW) -> None:
         self._caller = caller
-        self._coalescer: Coalescer[_Key, _Read, Sample] = Coalescer(self._flush, window=window)
+        self._coalescer: Coalescer[_Key, _Read, Sample] = Coalescer(
+            self._flush, quiet=quiet, window=window, max_batch=MAX_QUERIES_PER_CALL
+        )
         self._suspects: set[CloudWatchSource] = set()
         """Sources whose request AWS rejected: they run alone until they succeed."""
 

@@ -164,6 +164,12 @@ async def test_the_next_tick_starts_from_the_last_status_computed() -> None:
     await w.tick(after=30)  # the count of failures is material: the fallback needs it
     assert w.body["status"]["history"]["consecutiveFailures"] == 2
     assert w.writes() == 3
+    await w.tick(after=30)  # the threshold (3): Hold starts
+    assert w.writes() == 4
+    for _ in range(5):  # a steady outage past the threshold: nothing material changes
+        await w.tick(after=30)
+    assert w.body["status"]["history"]["consecutiveFailures"] == 3
+    assert w.writes() == 4
 
 
 async def test_a_material_change_is_written_at_once() -> None:

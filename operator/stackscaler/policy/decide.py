@@ -226,14 +226,21 @@ def decide(
     recs = [r.recommendation for r in known if r.recommendation is not None]
     raw = max(recs) if recs else current
     omu = spec.on_metrics_unavailable
-    failures = history.consecutive_failures + 1 if unknown else 0
+    # counted up to the threshold only: more failures change nothing, and a count that
+    # grew every tick would make a long outage rewrite the status every tick
+    failures = min(history.consecutive_failures + 1, omu.failure_threshold) if unknown else 0
+    ticks = (
+        f"{failures}"
+        if history.consecutive_failures < omu.failure_threshold
+        else f"{omu.failure_threshold} or more"
+    )
     fallback = False
     if unknown:
         if raw < current:
             limited = Limit.UNKNOWN_METRICS
         raw = max(raw, current)
         reasons.append(
-            f"{len(unknown)} metric(s) unknown ({failures} consecutive tick(s)): "
+            f"{len(unknown)} metric(s) unknown ({ticks} consecutive tick(s)): "
             "no scale-in while unknown"
         )
         if failures >= omu.failure_threshold:
@@ -243,10 +250,10 @@ def decide(
                     raw = omu.fallback_capacity
                     limited = Limit.FALLBACK
                 reasons.append(
-                    f"fallback after {failures} failed tick(s): at least {omu.fallback_capacity}"
+                    f"fallback after {ticks} failed tick(s): at least {omu.fallback_capacity}"
                 )
             else:
-                reasons.append(f"holding after {failures} failed tick(s)")
+                reasons.append(f"holding after {ticks} failed tick(s)")
 
     # 4. activation (scale to and from zero)
     if lo == 0 and spec.metrics:

@@ -59,9 +59,11 @@ prometheus:
 	else echo "prometheus is not installed: its tests will be skipped (apt-get install prometheus)" >&2; fi
 
 # Decision quality and speed: every policy over the NASA trace and synthetic traces,
-# as ratios to the oracle measured in the same run (docs/simulate.md).
+# as ratios to the oracle measured in the same run (docs/simulate.md); then the CPU of
+# one /metrics scrape at 2,000 resources against generate_latest (docs/operator.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.exposition
 
 # The operator at fleet scale: 2,000 WebTiers on the real control plane and moto, per
 # 30 s wave (docs/development.md). ARGS passes options, e.g. make bench-scale ARGS='--tiers 100'.

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from prometheus_client import Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stackscaler.errors import Throttled
@@ -144,3 +145,47 @@ async def test_stop_releases_the_port_and_start_twice_is_refused(
             assert resp.status == 200
     finally:
         await server.stop()
+
+
+def type_lines(text: str) -> list[str]:
+    return [line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+
+
+async def test_metrics_has_each_family_once(
+    served: tuple[HealthServer, OperatorMetrics, str], http: aiohttp.ClientSession
+) -> None:
+    """Per-resource families are written by their collector, the rest by generate_latest:
+    none is missing and none comes twice."""
+    _, metrics, url = served
+    spec = scaling([metric("cpu", 50)], max_capacity=20)
+    for i in range(3):
+        name = f'web-{i}"}}\n evil 1'  # a hostile name cannot add a family or a sample
+        metrics.record_decision(
+            "WebTier", "shop", name, decide(spec, obs(3, cpu=90), History(), NOW)
+        )
+        metrics.record_error("WebTier", "shop", name, Throttled("slow down"))
+    with metrics.observe_reconcile("WebTier"):
+        pass
+    Gauge("user_registered", "A user's own gauge.", registry=metrics.registry).set(7)
+
+    async with http.get(f"{url}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+
+    names = type_lines(text)
+    assert len(names) == len(set(names))
+    assert set(names) == set(type_lines(generate_latest(metrics.registry).decode()))
+    for family in (
+        "stackscaler_capacity_desired",
+        "stackscaler_decisions_total",
+        "stackscaler_errors_total",
+        "stackscaler_reconcile_duration_seconds",
+        "stackscaler_build_info",
+        "user_registered",
+    ):
+        assert text.count(f"# TYPE {family} ") == 1, family
+        assert text.count(f"# HELP {family} ") == 1, family
+    parsed = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    assert not any(s.name == "evil" for s in parsed)
+    assert sample(text, "user_registered", {}) == 7
+    assert sample(text, "stackscaler_errors_total", {"name": 'web-2"}\n evil 1'}) == 1

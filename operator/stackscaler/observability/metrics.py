@@ -11,13 +11,18 @@ text such as messages never goes into a label.
 An unknown (or stale) metric has no ``stackscaler_metric_value`` series:
 missing is not zero. ``stackscaler_metric_known`` says whether it is known.
 
+The per-resource series live in one collector of plain values
+(:mod:`stackscaler.observability.resource_series`) that also writes itself as
+text for ``/metrics``; the default registry is an
+:class:`~stackscaler.observability.exposition.ExpositionRegistry`, which uses
+that (a plain ``CollectorRegistry`` works too, through ``generate_latest``).
+
 Hooks may be called from the AWS worker threads; prometheus_client's metrics
-are thread-safe and so is the bookkeeping here.
+are thread-safe and so is the per-resource collector.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,9 +30,9 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stackscaler import __version__
-from stackscaler.policy.types import Decision, Direction, Limit, MetricState
-
-RESOURCE_LABELS = ("kind", "namespace", "name")
+from stackscaler.observability.exposition import ExpositionRegistry
+from stackscaler.observability.resource_series import ResourceSeries
+from stackscaler.policy.types import Decision, Direction, MetricState
 
 ERROR_CLASSES = (
     "InvalidSpec",
@@ -45,9 +50,6 @@ OTHER_ERROR = "other"
 AWS_OUTCOMES = frozenset({"ok", "throttled", "denied", "not_found", "error"})
 """Outcomes of an AWS call; anything else is counted as ``error``."""
 
-LIMITED_BY_VALUES = (*(str(limit) for limit in Limit), "none")
-DIRECTIONS = tuple(str(d) for d in Direction)
-SCALE_DIRECTIONS = (str(Direction.OUT), str(Direction.IN))
 STATUS_WRITE_RESULTS = ("written", "skipped")
 
 RECONCILE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
@@ -81,96 +83,12 @@ class OperatorMetrics:
     def __init__(
         self, registry: CollectorRegistry | None = None, *, version: str = __version__
     ) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = registry if registry is not None else ExpositionRegistry()
         r = self.registry
-        res = RESOURCE_LABELS
 
-        # --- per resource ------------------------------------------------------
-        self.capacity_current = Gauge(
-            "stackscaler_capacity_current",
-            "Current capacity of the scaled target (instances, replicas, pods), as last observed.",
-            res,
-            registry=r,
-        )
-        self.capacity_desired = Gauge(
-            "stackscaler_capacity_desired",
-            "Capacity the policy decided at the last reconcile.",
-            res,
-            registry=r,
-        )
-        self.capacity_min = Gauge(
-            "stackscaler_capacity_min",
-            "Effective minimum capacity at the last decision (schedules applied).",
-            res,
-            registry=r,
-        )
-        self.capacity_max = Gauge(
-            "stackscaler_capacity_max",
-            "Effective maximum capacity at the last decision (schedules applied).",
-            res,
-            registry=r,
-        )
-        self.metric_value = Gauge(
-            "stackscaler_metric_value",
-            "Last known value of a scaling metric, in the metric's own unit; "
-            "absent while the metric is unknown or stale (missing is not zero).",
-            (*res, "metric"),
-            registry=r,
-        )
-        self.metric_target = Gauge(
-            "stackscaler_metric_target",
-            "Target value of a target-tracking scaling metric, in the metric's own unit "
-            "(per unit of capacity for per-unit targets).",
-            (*res, "metric"),
-            registry=r,
-        )
-        self.metric_known = Gauge(
-            "stackscaler_metric_known",
-            "1 if the scaling metric's value is known and fresh at the last decision, 0 if "
-            "it is unknown or stale.",
-            (*res, "metric"),
-            registry=r,
-        )
-        self.last_decision = Gauge(
-            "stackscaler_last_decision_timestamp_seconds",
-            "Time of the resource's last decision, in Unix seconds (the status is rewritten "
-            "only when something material changed or every few minutes; this is every tick).",
-            res,
-            registry=r,
-        )
-        self.decisions = Counter(
-            "stackscaler_decisions",
-            "Scaling decisions made, by direction and by the rule that limited them "
-            '("none" when no rule did).',
-            (*res, "direction", "limited_by"),
-            registry=r,
-        )
-        self.errors = Counter(
-            "stackscaler_errors",
-            "Errors while reconciling a resource, by error class (classes outside the "
-            'allow-list count as "other").',
-            (*res, "error"),
-            registry=r,
-        )
-        self.scale_actions = Counter(
-            "stackscaler_scale_actions",
-            "Capacity changes carried out on the target, by direction.",
-            (*res, "direction"),
-            registry=r,
-        )
-        self.paused = Gauge(
-            "stackscaler_paused",
-            "1 if the resource is paused (no decisions are carried out), else 0.",
-            res,
-            registry=r,
-        )
-        self.dry_run = Gauge(
-            "stackscaler_dry_run",
-            "1 if the resource is in dry-run mode (decisions are reported, not carried "
-            "out), else 0.",
-            res,
-            registry=r,
-        )
+        # --- per resource: one collector of plain values (see resource_series) ---------
+        self.resource_series = ResourceSeries()
+        r.register(self.resource_series)
 
         # --- operator ----------------------------------------------------------
         self.reconcile_duration = Histogram(
@@ -222,10 +140,6 @@ class OperatorMetrics:
         )
         self.build_info.labels(version).set(1)
 
-        self._lock = threading.Lock()
-        self._metric_names: dict[tuple[str, str, str], set[str]] = {}
-        """Metric names with series, per resource: to remove the ones that go away."""
-
     # --- per resource --------------------------------------------------------------
 
     def record_decision(
@@ -237,33 +151,20 @@ class OperatorMetrics:
         Metrics the decision no longer has (renamed or removed from the spec)
         lose their series.
         """
-        res = (kind, namespace, name)
-        limited_by = "none" if decision.limited_by is None else str(decision.limited_by)
-        with self._lock:  # one resource's series change together (forget may run meanwhile)
-            self.capacity_current.labels(*res).set(decision.current)
-            self.capacity_desired.labels(*res).set(decision.desired)
-            self.capacity_min.labels(*res).set(decision.min_capacity)
-            self.capacity_max.labels(*res).set(decision.max_capacity)
-            seen: set[str] = set()
-            for m in decision.metrics:
-                seen.add(m.name)
-                labels = (*res, m.name)
-                value = m.value if m.state is MetricState.KNOWN else None
-                if value is None:
-                    self.metric_value.remove(*labels)
-                else:
-                    self.metric_value.labels(*labels).set(value)
-                self.metric_known.labels(*labels).set(0 if value is None else 1)
-                if m.target is None:
-                    self.metric_target.remove(*labels)
-                else:
-                    self.metric_target.labels(*labels).set(m.target)
-            for metric in self._metric_names.get(res, set()) - seen:
-                self._remove_metric(res, metric)
-            self._metric_names[res] = seen
-            self.decisions.labels(*res, str(decision.direction), limited_by).inc()
-            if at is not None:
-                self.last_decision.labels(*res).set(at)
+        self.resource_series.record_decision(
+            (kind, namespace, name),
+            current=decision.current,
+            desired=decision.desired,
+            min_capacity=decision.min_capacity,
+            max_capacity=decision.max_capacity,
+            metrics=[
+                (m.name, m.value if m.state is MetricState.KNOWN else None, m.target)
+                for m in decision.metrics
+            ],
+            direction=str(decision.direction),
+            limited_by="none" if decision.limited_by is None else str(decision.limited_by),
+            at=at,
+        )
 
     def record_status_write(self, result: str) -> None:
         """Count a status write: ``result`` is "written" or "skipped"."""
@@ -273,45 +174,20 @@ class OperatorMetrics:
         """Count a capacity change carried out; ``Direction.NONE`` (no change) is not counted."""
         if direction is Direction.NONE:
             return
-        self.scale_actions.labels(kind, namespace, name, str(direction)).inc()
+        self.resource_series.inc_scale((kind, namespace, name), str(direction))
 
     def record_error(self, kind: str, namespace: str, name: str, exc: BaseException) -> None:
         """Count an error by class (see :func:`error_label`); the message is never a label."""
-        self.errors.labels(kind, namespace, name, error_label(exc)).inc()
+        self.resource_series.inc_error((kind, namespace, name), error_label(exc))
 
     def set_mode(
         self, kind: str, namespace: str, name: str, *, paused: bool, dry_run: bool
     ) -> None:
-        self.paused.labels(kind, namespace, name).set(1 if paused else 0)
-        self.dry_run.labels(kind, namespace, name).set(1 if dry_run else 0)
+        self.resource_series.set_mode((kind, namespace, name), paused=paused, dry_run=dry_run)
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Remove every series of a (deleted) resource, per-metric ones included."""
-        res = (kind, namespace, name)
-        with self._lock:
-            for metric in self._metric_names.pop(res, set()):
-                self._remove_metric(res, metric)
-            for gauge in (
-                self.capacity_current,
-                self.capacity_desired,
-                self.capacity_min,
-                self.capacity_max,
-                self.last_decision,
-                self.paused,
-                self.dry_run,
-            ):
-                gauge.remove(*res)
-            for direction in DIRECTIONS:
-                for limited_by in LIMITED_BY_VALUES:
-                    self.decisions.remove(*res, direction, limited_by)
-            for error in (*ERROR_CLASSES, OTHER_ERROR):
-                self.errors.remove(*res, error)
-            for direction in SCALE_DIRECTIONS:
-                self.scale_actions.remove(*res, direction)
-
-    def _remove_metric(self, res: tuple[str, str, str], metric: str) -> None:
-        for gauge in (self.metric_value, self.metric_target, self.metric_known):
-            gauge.remove(*res, metric)
+        self.resource_series.forget((kind, namespace, name))
 
     # --- operator ------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """Health and metrics endpoints: ``/metrics``, ``/healthz``, ``/readyz`` (aiohttp).
 
-* ``GET /metrics``: the registry in the Prometheus text exposition format.
+* ``GET /metrics``: the registry in the Prometheus text exposition format
+  (see :func:`~stackscaler.observability.exposition.exposition`: collectors
+  that write their own text do, the others go through ``generate_latest``).
 * ``GET /healthz``: liveness, 200 ``ok`` when the event loop serves it and
   every liveness check passes (a stuck operator answers 503 and is restarted).
 * ``GET /readyz``: readiness, 200 only when every registered check passes,
@@ -19,7 +21,9 @@ from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from stackscaler.observability.exposition import exposition
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +133,8 @@ class HealthServer:
     # --- handlers --------------------------------------------------------------
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        # collecting walks every series: off the loop, so a large registry never stalls it
-        body = await asyncio.to_thread(generate_latest, self.registry)
+        # walks every series: off the loop, so a large registry never stalls it
+        body = await asyncio.to_thread(exposition, self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:

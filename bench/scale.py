@@ -722,6 +722,18 @@ class Bench:
             "operator_rss_mb": round(op.rss_mb, 1) if op else math.nan,
             "operator_hwm_mb": round(op.hwm_mb, 1) if op else math.nan,
             "moto_bound": [k for k in ("moto", "moto-cw") if cores[k] >= MOTO_BOUND],
+            "moto_answer_seconds": self.answer_times(before.t, after.t),
+        }
+
+    def answer_times(self, since: float, until: float) -> dict[str, dict[str, float]]:
+        """How long moto took to answer each read, by operation: p50 and max in the wave."""
+        times: dict[str, list[float]] = {}
+        for proxy in self.proxies.values():
+            for op, seconds in proxy.answer_times(since, until).items():
+                times.setdefault(op, []).extend(seconds)
+        return {
+            op: {"p50": round(statistics.median(s), 2), "max": round(max(s), 2)}
+            for op, s in times.items()
         }
 
     # --- teardown --------------------------------------------------------------
@@ -751,7 +763,7 @@ HEADER = (
     f"{'wave':>4} {'age p50/p99/max s':>18} {'GMD':>4} {'DASG':>4} {'SDC':>4} {'oth':>4}"
     f" {'kube st/sp/ev/oth':>17} {'w/tier/h all/tgt':>17}"
     f" {'op cpu':>6} {'op RSS':>7} {'m-asg':>5} {'m-cw':>5} {'kapi':>5} {'etcd':>5}"
-    f" {'host':>5}"
+    f" {'host':>5} {'moto s GMD/DASG max':>19}"
 )
 
 
@@ -769,8 +781,15 @@ def format_row(r: dict[str, Any]) -> str:
         f" {m.get(named[2], 0):>4} {other:>4} {kube:>17} {per:>17}"
         f" {c['operator']:>6.3f} {r['operator_rss_mb']:>5.0f}MB {c['moto']:>5.2f}"
         f" {c['moto-cw']:>5.2f}"
-        f" {c['apiserver']:>5.2f} {c['etcd']:>5.2f} {c['host']:>5.2f}{flag}"
+        f" {c['apiserver']:>5.2f} {c['etcd']:>5.2f} {c['host']:>5.2f}"
+        f" {answered(r, named[0]):>9}/{answered(r, named[1]):<9}{flag}"
     )
+
+
+def answered(r: dict[str, Any], op: str) -> str:
+    """moto's longest answer to ``op`` in the wave (s), or '-'."""
+    times = r.get("moto_answer_seconds", {}).get(op)
+    return f"{times['max']:.2f}" if times else "-"
 
 
 @dataclass(frozen=True)

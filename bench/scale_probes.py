@@ -271,6 +271,18 @@ class CountingProxy(ThreadedFaultProxy):
 
         return asyncio.run_coroutine_threadsafe(copy(), self._loop).result(timeout=10)
 
+    def answer_times(self, since: float, until: float) -> dict[str, list[float]]:
+        """Seconds moto took to answer, by operation, for requests sent in [since, until)."""
+
+        async def copy() -> dict[str, list[float]]:
+            out: dict[str, list[float]] = {}
+            for sent, op, seconds in self.proxy.upstream_seconds:
+                if since <= sent < until:
+                    out.setdefault(op, []).append(seconds)
+            return out
+
+        return asyncio.run_coroutine_threadsafe(copy(), self._loop).result(timeout=10)
+
     def switch(self, upstream: str) -> None:
         """Send further requests to ``upstream``; requests in flight finish where they went."""
 

@@ -63,6 +63,8 @@ class FaultProxy:
         self.forwarded: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
         self.times: list[tuple[float, str]] = []
+        self.upstream_seconds: list[tuple[float, str, float]] = []
+        """(time.time() sent, operation, seconds upstream took to answer), per forwarded request."""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.endpoint = ""
@@ -118,11 +120,13 @@ class FaultProxy:
             return web.Response(text=xml, status=fault.status, content_type="text/xml")
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        sent, started = time.time(), time.monotonic()
         async with self._session.request(
             request.method, self.upstream + request.path_qs, data=body, headers=headers
         ) as upstream:
             payload = await upstream.read()
             self.forwarded[op] += 1
+            self.upstream_seconds.append((sent, op, time.monotonic() - started))
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             return web.Response(body=payload, status=upstream.status, headers=out_headers)
 

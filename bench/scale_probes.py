@@ -182,15 +182,16 @@ class TierWatch:
         with self._lock:
             return Counter(cls for t, _, cls, _ in self.log if start <= t < end)
 
-    def intervals(self, cls: str) -> list[float]:
-        """Seconds between consecutive writes of the same tier, for the tiers of ``cls``."""
+    def intervals(self, cls: str, since: float = 0.0) -> list[float]:
+        """Seconds between consecutive writes of the same tier, for the tiers of ``cls``,
+        counting the gaps that end at or after ``since``."""
         last: dict[str, float] = {}
         out = []
         with self._lock:
             for t, name, c, _ in self.log:
                 if c != cls:
                     continue
-                if name in last:
+                if name in last and t >= since:
                     out.append(t - last[name])
                 last[name] = t
         return out

@@ -97,9 +97,11 @@ SEND_MARGIN, MAX_SEND_MARGIN = 0.2, 5.0
 send-by time for the AWS call and the writes that record it (see :func:`send_by`)."""
 EVENTS_PER_HOUR = 30
 """Events one resource may post in any hour; more are logged, not posted."""
-STATUS_REFRESH_SECONDS = 300.0
-"""A status that changed only in volatile parts is written at most this often
-(in steady state 12 writes per resource per hour at most)."""
+STATUS_REFRESH_SECONDS = 315.0
+"""A status that changed only in volatile parts is written at most this often.
+Ticks are aligned to the poll interval, so a 30 s poll refreshes every 330 s
+(11 writes per resource per hour in steady state); 300 would be exactly 12, and
+the tick's jitter would make some refreshes come a tick early or late."""
 WINDOW_KEYS = ("scaleInWindow", "scaleOutWindow")
 
 log = logging.getLogger("stackscaler.reconcile")
@@ -147,7 +149,14 @@ class Metrics(Protocol):
     """What the reconciler reports (implemented by observability.OperatorMetrics)."""
 
     def record_decision(
-        self, kind: str, namespace: str, name: str, decision: Decision, *, at: float | None = None
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        decision: Decision,
+        *,
+        at: float | None = None,
+        took: float | None = None,
     ) -> None: ...
     def record_status_write(self, result: str) -> None: ...
     def record_scale(self, kind: str, namespace: str, name: str, direction: Direction) -> None: ...
@@ -705,8 +714,14 @@ class Reconciler:
         """The decision's Prometheus series, its time among them, as soon as it is made
         (carrying it out may wait its turn in the AWS write limit)."""
         if self.metrics is not None:
+            at = t.now.timestamp()
             self.metrics.record_decision(
-                t.ref.kind, t.ref.namespace, t.ref.name, decision, at=t.now.timestamp()
+                t.ref.kind,
+                t.ref.namespace,
+                t.ref.name,
+                decision,
+                at=at,
+                took=self.clock().timestamp() - at,
             )
 
     async def _report_metrics(self, t: _Tick, seen: _Observed, decision: Decision) -> None:

@@ -54,6 +54,8 @@ STATUS_WRITE_RESULTS = ("written", "skipped")
 
 RECONCILE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 """Seconds; a reconcile is mostly a few API calls, slow ones hit AWS throttling."""
+DECISION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0)
+"""Seconds from a tick's start to its decision: a few batched reads."""
 
 
 def error_label(exc: BaseException) -> str:
@@ -96,6 +98,14 @@ class OperatorMetrics:
             "Time taken by one reconcile of a resource, in seconds.",
             ("kind",),
             buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "stackscaler_decision_seconds",
+            "Seconds from the start of a resource's tick to its decision: reading the target "
+            "and the metrics (batched with every resource due at the same time).",
+            ("kind",),
+            buckets=DECISION_BUCKETS,
             registry=r,
         )
         self.aws_calls = Counter(
@@ -143,10 +153,19 @@ class OperatorMetrics:
     # --- per resource --------------------------------------------------------------
 
     def record_decision(
-        self, kind: str, namespace: str, name: str, decision: Decision, *, at: float | None = None
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        decision: Decision,
+        *,
+        at: float | None = None,
+        took: float | None = None,
     ) -> None:
         """Record a decision: capacities, bounds, metric values/targets/known, and the count;
-        ``at`` (Unix seconds), the decision's time, sets the last-decision gauge.
+        ``at`` (Unix seconds), the decision's time, sets the last-decision gauge; ``took``,
+        the seconds from the tick's start to the decision, goes into
+        ``stackscaler_decision_seconds``.
 
         Metrics the decision no longer has (renamed or removed from the spec)
         lose their series.
@@ -165,6 +184,8 @@ class OperatorMetrics:
             limited_by="none" if decision.limited_by is None else str(decision.limited_by),
             at=at,
         )
+        if took is not None:
+            self.decision_seconds.labels(kind).observe(max(took, 0.0))
 
     def record_status_write(self, result: str) -> None:
         """Count a status write: ``result`` is "written" or "skipped"."""

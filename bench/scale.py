@@ -116,6 +116,7 @@ TARGET_CPU = 50.0
 DECISION_GAUGE = "stackscaler_last_decision_timestamp_seconds"
 AWS_CALLS = "stackscaler_aws_calls_total"
 STATUS_WRITES = "stackscaler_status_writes_total"
+DECISION_BUCKETS = "stackscaler_decision_seconds_bucket"
 MOTO_BOUND = 0.85
 """A moto server at or above this many cores in a wave: it is the bottleneck."""
 MOTOS = ("moto", "moto-cw-a", "moto-cw-b")
@@ -444,16 +445,20 @@ def decision_times(text: str, namespace: str) -> dict[str, float]:
     }
 
 
-def operator_counts(text: str) -> tuple[Counter[str], Counter[str]]:
-    """The operator's own AWS calls by operation, and its status writes by result."""
+def operator_counts(text: str) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """The operator's own AWS calls by operation, its status writes by result, and its
+    decisions by how long they took (``stackscaler_decision_seconds``'s buckets, by ``le``)."""
     calls: Counter[str] = Counter()
     writes: Counter[str] = Counter()
-    for name, labels, value in samples(text, {AWS_CALLS, STATUS_WRITES}):
+    took: Counter[str] = Counter()
+    for name, labels, value in samples(text, {AWS_CALLS, STATUS_WRITES, DECISION_BUCKETS}):
         if name == AWS_CALLS:
             calls[labels.get("operation", "?")] += int(value)
-        else:
+        elif name == STATUS_WRITES:
             writes[labels.get("result", "?")] += int(value)
-    return calls, writes
+        else:
+            took[labels.get("le", "?")] += int(value)
+    return calls, writes, took
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -469,6 +474,8 @@ class Snapshot:
     kube_writes: Counter[str]
     procs: dict[str, ProcSample | None]
     host: tuple[float, float]
+    decision_seconds: Counter[str] = field(default_factory=Counter)
+    """The operator's decisions so far by time from tick start to decision (le buckets)."""
 
 
 @dataclass
@@ -638,7 +645,7 @@ class Bench:
             "bench": os.getpid(),
         }
         api = ApiServer(self.plane.server, self.plane.token, self.plane.ca_file)
-        calls, status_writes = operator_counts(self.operator.metrics())
+        calls, status_writes, took = operator_counts(self.operator.metrics())
         return Snapshot(
             time.time(),
             {name: proxy.counts() for name, proxy in self.proxies.items()},
@@ -647,6 +654,7 @@ class Bench:
             api.writes(),
             {k: proc_sample(pid) for k, pid in pids.items()},
             host_busy(),
+            took,
         )
 
     def indexed_moto(self) -> str:
@@ -739,6 +747,7 @@ class Bench:
             "aws_calls_operator": dict(after.operator_calls - before.operator_calls),
             "apiserver_writes": dict(writes),
             "operator_status_writes": dict(after.status_writes - before.status_writes),
+            "decisions_over_5s": slow_decisions(before, after, "5.0"),
             "writes_per_tier_hour": {k: round(v, 2) for k, v in per_tier_hour.items()},
             "target_writes": by_class["target"],
             "target_tiers": self.per_class["target"],
@@ -787,7 +796,7 @@ HEADER = (
     f"{'wave':>4} {'age p50/p99/max s':>18} {'GMD':>4} {'DASG':>4} {'SDC':>4} {'oth':>4}"
     f" {'kube st/sp/ev/oth':>17} {'w/tier/h all/tgt':>17}"
     f" {'op cpu':>6} {'op RSS':>7} {'m-asg':>5} {'m-cw':>5} {'kapi':>5} {'etcd':>5}"
-    f" {'host':>5} {'moto s GMD/DASG max':>19}"
+    f" {'host':>5} {'moto s GMD/DASG max':>19} {'dec>5s':>6}"
 )
 
 
@@ -806,8 +815,16 @@ def format_row(r: dict[str, Any]) -> str:
         f" {c['operator']:>6.3f} {r['operator_rss_mb']:>5.0f}MB {c['moto']:>5.2f}"
         f" {c['moto-cw']:>5.2f}"
         f" {c['apiserver']:>5.2f} {c['etcd']:>5.2f} {c['host']:>5.2f}"
-        f" {answered(r, named[0]):>9}/{answered(r, named[1]):<9}{flag}"
+        f" {answered(r, named[0]):>9}/{answered(r, named[1]):<9}"
+        f" {r['decisions_over_5s']['slower']:>6}{flag}"
     )
+
+
+def slow_decisions(before: Snapshot, after: Snapshot, le: str) -> dict[str, int]:
+    """Decisions in the wave, and how many took longer than ``le`` s from their tick's start."""
+    total = after.decision_seconds["+Inf"] - before.decision_seconds["+Inf"]
+    fast = after.decision_seconds[le] - before.decision_seconds[le]
+    return {"decisions": total, "slower": total - fast}
 
 
 def answered(r: dict[str, Any], op: str) -> str:

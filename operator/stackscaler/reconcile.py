@@ -157,6 +157,7 @@ class Metrics(Protocol):
         *,
         at: float | None = None,
         took: float | None = None,
+        late: float | None = None,
     ) -> None: ...
     def record_status_write(self, result: str) -> None: ...
     def record_scale(self, kind: str, namespace: str, name: str, direction: Direction) -> None: ...
@@ -483,6 +484,8 @@ class Reconciler:
         self._parsed: dict[str, tuple[Any, Resource | StackscalerError]] = {}
         self.status_refresh = status_refresh
         self._memory: dict[str, _Memory] = {}
+        self._decided: dict[str, float] = {}
+        """Per uid: the start of the tick of its last decision (how late the next one is)."""
         """Per uid: the last status computed and the last one written."""
 
     # --- resources coming and going ---------------------------------------------
@@ -507,6 +510,7 @@ class Reconciler:
         """
         self._parsed.pop(uid, None)
         self._memory.pop(uid, None)
+        self._decided.pop(uid, None)
         self.claims.release(uid)
         self.event_budget.forget(uid)
 
@@ -549,7 +553,10 @@ class Reconciler:
         await self._recover(t, resource, seen.capacity)
         await self._out_of_band(t, resource, seen.capacity)
         decision = decide(resource.scaling, _observations(seen), t.history, t.now)
-        self._count(t, decision)
+        self._count(t, decision, float(resource.scaling.poll_interval_seconds))
+        # the decision is on record: every other tick whose reads came back with this one
+        # records its own decision before this one goes on to its slower bookkeeping
+        await asyncio.sleep(0)
         await self._report_metrics(t, seen, decision)
         try:
             applied, limit = await self._apply(t, resource, seen.capacity, decision)
@@ -710,18 +717,22 @@ class Reconciler:
         )
         t.base["appliedCapacity"] = capacity.current
 
-    def _count(self, t: _Tick, decision: Decision) -> None:
+    def _count(self, t: _Tick, decision: Decision, poll: float) -> None:
         """The decision's Prometheus series, its time among them, as soon as it is made
-        (carrying it out may wait its turn in the AWS write limit)."""
+        (carrying it out may wait its turn in the AWS write limit), with how long it took
+        and how much later than one poll interval after the previous decision it came."""
+        at, now = t.now.timestamp(), self.clock().timestamp()
+        previous = self._decided.get(t.ref.uid)
+        self._decided[t.ref.uid] = at
         if self.metrics is not None:
-            at = t.now.timestamp()
             self.metrics.record_decision(
                 t.ref.kind,
                 t.ref.namespace,
                 t.ref.name,
                 decision,
                 at=at,
-                took=self.clock().timestamp() - at,
+                took=now - at,
+                late=None if previous is None else now - previous - poll,
             )
 
     async def _report_metrics(self, t: _Tick, seen: _Observed, decision: Decision) -> None:

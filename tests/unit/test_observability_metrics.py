@@ -388,6 +388,7 @@ EXPECTED = {
     "stackscaler_dry_run": "gauge",
     "stackscaler_reconcile_duration_seconds": "histogram",
     "stackscaler_decision_seconds": "histogram",
+    "stackscaler_decision_lateness_seconds": "histogram",
     "stackscaler_aws_calls": "counter",
     "stackscaler_rate_limiter_wait_seconds": "counter",
     "stackscaler_rate_limiter_waits": "counter",

@@ -146,6 +146,10 @@ async def test_steady_state_writes_once_then_every_refresh_interval() -> None:
         "stackscaler_decision_seconds_count", {"kind": "WebTier"}
     )
     assert took == 131  # every tick's time to its decision, observed
+    late = w.metrics.registry.get_sample_value
+    assert late("stackscaler_decision_lateness_seconds_count", {"kind": "WebTier"}) == 130
+    on_time = {"kind": "WebTier", "le": "0.5"}  # each 30 s after the last: never late
+    assert late("stackscaler_decision_lateness_seconds_bucket", on_time) == 130
 
 
 async def test_resources_started_together_refresh_at_different_times() -> None:

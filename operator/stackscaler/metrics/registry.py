@@ -45,9 +45,12 @@ class MetricSources:
         (MetricUnavailable), whatever its source is still waiting for.
         """
         metrics = resource.scaling.metrics
-        readings = await asyncio.gather(
-            *(self._observe(resource, m, now, deadline) for m in metrics)
-        )
+        if len(metrics) == 1:  # the common case: no task for gather to wrap it in
+            readings = [await self._observe(resource, metrics[0], now, deadline)]
+        else:
+            readings = list(
+                await asyncio.gather(*(self._observe(resource, m, now, deadline) for m in metrics))
+            )
         return {m.name: r for m, r in zip(metrics, readings, strict=True)}
 
     async def _observe(

@@ -56,6 +56,8 @@ RECONCILE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.
 """Seconds; a reconcile is mostly a few API calls, slow ones hit AWS throttling."""
 DECISION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0)
 """Seconds from a tick's start to its decision: a few batched reads."""
+LATENESS_BUCKETS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+"""Seconds a decision came after one poll interval since the previous one."""
 
 
 def error_label(exc: BaseException) -> str:
@@ -106,6 +108,14 @@ class OperatorMetrics:
             "and the metrics (batched with every resource due at the same time).",
             ("kind",),
             buckets=DECISION_BUCKETS,
+            registry=r,
+        )
+        self.decision_lateness = Histogram(
+            "stackscaler_decision_lateness_seconds",
+            "How much later than one pollIntervalSeconds after the previous decision's tick "
+            "start each decision came: the oldest the previous decision got, less the interval.",
+            ("kind",),
+            buckets=LATENESS_BUCKETS,
             registry=r,
         )
         self.aws_calls = Counter(
@@ -161,11 +171,14 @@ class OperatorMetrics:
         *,
         at: float | None = None,
         took: float | None = None,
+        late: float | None = None,
     ) -> None:
         """Record a decision: capacities, bounds, metric values/targets/known, and the count;
         ``at`` (Unix seconds), the decision's time, sets the last-decision gauge; ``took``,
         the seconds from the tick's start to the decision, goes into
-        ``stackscaler_decision_seconds``.
+        ``stackscaler_decision_seconds``; ``late``, how much later than one poll interval
+        after the previous decision's tick start it came (the oldest the previous decision
+        got, less the interval; at least 0), into ``stackscaler_decision_lateness_seconds``.
 
         Metrics the decision no longer has (renamed or removed from the spec)
         lose their series.
@@ -186,6 +199,8 @@ class OperatorMetrics:
         )
         if took is not None:
             self.decision_seconds.labels(kind).observe(max(took, 0.0))
+        if late is not None:
+            self.decision_lateness.labels(kind).observe(max(late, 0.0))
 
     def record_status_write(self, result: str) -> None:
         """Count a status write: ``result`` is "written" or "skipped"."""

@@ -141,7 +141,8 @@ class Scheduler:
                     self.next_delay(interval) if interval >= self._min_delay else self._min_delay
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(entry.wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):  # no task of its own, as wait_for makes
+                    await entry.wake.wait()
 
     async def close(self) -> None:
         tasks = [e.task for e in self._entries.values() if e.task is not None]

@@ -41,6 +41,24 @@ LEASE_WAIT = 2.0
 """Seconds before a resource whose shard lease lapsed looks again."""
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """The operator has only event handlers, no change handlers: nothing is diffed.
+
+    kopf's default diff base deep-copies every body it sees (to compare it with
+    the last handled one), on every watch event, our own status writes
+    included: thousands a wave at scale, for a diff nothing reads.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Nothing to keep: no change handler ever asks."""
+
+
 @dataclass(frozen=True)
 class RunSettings:
     namespaces: tuple[str, ...] = ()
@@ -255,6 +273,7 @@ class Operator:
         @kopf.on.startup(registry=registry)
         async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             settings.posting.enabled = False  # our own Events, one per fact
+            settings.persistence.diffbase_storage = NoDiffBase()
             settings.watching.server_timeout = 300
             await self.discover_account()
             if self.leases is not None:

@@ -6,7 +6,8 @@ no datapoints. Scale-in is otherwise immediate in this spec (no cooldown, no
 window, no rate limit): reading the empty answer as 0 % would take the group
 to 1 on the first tick. Instead every tick holds 5, says the metric is
 unknown and why, exposes no value for it, and after failureThreshold ticks
-says it is holding. Once the metric is published (asking for 1), the same
+says it is holding (and stops rewriting its status every tick: the count of
+failures stops at the threshold). Once the metric is published (asking for 1), the same
 spec scales in at once: only the unknown held it.
 """
 
@@ -21,6 +22,8 @@ from tests.e2e.conftest import (
     Kube,
     Recorder,
     assert_spec_untouched,
+    decision_probe,
+    decisions_logged,
     event_messages,
     eventually,
     generations,
@@ -53,8 +56,9 @@ def test_an_empty_cloudwatch_answer_is_unknown_and_never_scales_in(
     op = operator(namespace)
     labels = {"kind": "WebTier", "namespace": namespace, "name": "web", "metric": "cpu"}
 
-    ticks = rec.wait_ticks(4, after=0, what="four decisions on an empty metric")
-    assert len(ticks) >= 4
+    # a status for each tick up to the threshold: the count of failures is material
+    ticks = rec.wait_ticks(threshold, after=0, what="decisions on an empty metric")
+    assert len(ticks) >= threshold
     for t in ticks:
         assert (t.current, t.desired, t.direction) == (5, 5, "None"), t.decision
         metric = t.metric("cpu")
@@ -63,8 +67,16 @@ def test_an_empty_cloudwatch_answer_is_unknown_and_never_scales_in(
         assert (available["status"], available["reason"]) == ("False", "MetricsUnknown")
         assert "no datapoints" in available["message"], available
         assert t.condition("Ready")["status"] == "True"  # an unknown metric is not a failure
-    assert [t.history.get("consecutiveFailures") for t in ticks[:3]] == [1, 2, 3]
+    assert [t.history.get("consecutiveFailures") for t in ticks[:threshold]] == [1, 2]
     assert any(f"holding after {threshold}" in r for r in ticks[threshold - 1].decision["reasons"])
+    # past it more failures change nothing material, so the status is not rewritten every
+    # tick (a refresh at most): the operator's /metrics show it goes on deciding to hold 5
+    log = recorder(
+        "WebTier", namespace, "web", probe=decision_probe(op, "WebTier", namespace, "web")
+    )
+    held = decisions_logged(log, 2, what="two more decisions holding 5")
+    assert all(d.desired == 5 for d in held), held
+    assert kube.status("WebTier", namespace, "web")["history"]["consecutiveFailures"] == threshold
     assert op.sample("stackscaler_metric_known", labels) == 0
     assert op.samples("stackscaler_metric_value", labels) == []  # no series, not a 0
     assert rec.probed() == [5]

@@ -28,6 +28,8 @@ from tests.e2e.conftest import (
     Tick,
     assert_spec_untouched,
     condition,
+    decision_probe,
+    decisions_logged,
     event_messages,
     eventually,
     generations,
@@ -92,10 +94,20 @@ def test_replica_pool_creates_tagged_replicas_and_deletes_only_its_own_one_per_t
         for m in event_messages(kube, "ReadReplicaPool", namespace, name, "ScaledOut")
     ] == ["0 -> 3"]
 
-    # still creating: they count as capacity, and nothing more is ordered
-    creating = rec.wait_ticks(4, after=0, what="three ticks while the replicas create")
+    # still creating: they count as capacity, and nothing more is ordered. A status is
+    # written while the unknown metric's failures count up to the threshold (3); after
+    # that nothing material changes, and the next ticks are read from /metrics
+    creating = rec.wait_ticks(3, after=0, what="two ticks while the replicas create")
     for t in creating[1:]:
         assert (t.current, t.desired, t.direction) == (3, 3, "None"), t.decision
+    log = recorder(
+        "ReadReplicaPool",
+        namespace,
+        name,
+        probe=decision_probe(op, "ReadReplicaPool", namespace, name),
+    )
+    more = decisions_logged(log, 2, what="two more ticks while the replicas create")
+    assert all((d.current, d.desired) == (3, 3) for d in more), more
     assert aws_proxy.rewritten >= 3 * 3  # the operator saw each of them creating, each tick
     assert aws_proxy.forwarded["CreateDBInstanceReadReplica"] == 3
     assert set(aws.replicas_of(source)) == set(own)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -10,12 +11,14 @@ from functools import partial
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from stackscaler import API_GROUP, API_VERSION, fence
 from stackscaler.errors import PermanentError
 from stackscaler.reconcile import Ref
 
 COMPONENT = "stackscaler"
+log = logging.getLogger(__name__)
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -70,10 +73,18 @@ class KubeEvents:
         self._executor = executor
         self._instance = socket.gethostname()
 
-    async def record(self, ref: Ref, type_: str, reason: str, message: str) -> None:
+    async def record(
+        self, ref: Ref, type_: str, reason: str, message: str, *, key: str | None = None
+    ) -> None:
+        """Post an Event; with ``key`` it is named after the key, so the API server
+        refuses a second one (409 AlreadyExists), which is not an error here."""
         now = datetime.now(UTC)
+        if key is None:
+            meta = client.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=ref.namespace)
+        else:
+            meta = client.V1ObjectMeta(name=event_name(ref.name, key), namespace=ref.namespace)
         event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=ref.namespace),
+            metadata=meta,
             involved_object=client.V1ObjectReference(
                 api_version=f"{API_GROUP}/{API_VERSION}",
                 kind=ref.kind,
@@ -94,4 +105,15 @@ class KubeEvents:
         )
         call = partial(self._core.create_namespaced_event, ref.namespace, event)
         fence.check(fence.current(), f"the Event {reason}")
-        await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except ApiException as exc:
+            if key is None or exc.status != 409:
+                raise
+            log.info("%s: the Event %s for this action was already posted", ref, reason)
+
+
+def event_name(resource: str, key: str) -> str:
+    """``<resource>.<key>``, cut to a valid object name (a DNS subdomain, 253 characters)."""
+    head = resource[: 253 - len(key) - 1].rstrip(".-")
+    return f"{head}.{key}"

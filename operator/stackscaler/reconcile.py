@@ -142,7 +142,12 @@ class StatusWriter(Protocol):
 
 
 class EventRecorder(Protocol):
-    async def record(self, ref: Ref, type_: str, reason: str, message: str) -> None: ...
+    async def record(
+        self, ref: Ref, type_: str, reason: str, message: str, *, key: str | None = None
+    ) -> None:
+        """Post an Event. With ``key``, the Event is posted at most once for that key
+        (an Event already posted under it is not posted again)."""
+        ...
 
 
 class Metrics(Protocol):
@@ -173,6 +178,13 @@ class TickResult:
     """Seconds until this resource's next tick."""
     decision: Decision | None = None
     applied: ApplyResult | None = None
+
+
+def action_key(uid: str, intent: Mapping[str, Any]) -> str:
+    """One scale action's Event key: the same for the replica that acted and for the one
+    that finds the action still pending in the status (so the Event is posted once)."""
+    text = f"{uid}/{intent.get('time')}/{intent.get('from')}/{intent.get('to')}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _ts(dt: datetime) -> str:
@@ -685,12 +697,13 @@ class Reconciler:
             t.base["appliedCapacity"] = capacity.current
         reason = "ScaledOut" if capacity.current > start else "ScaledIn"
         headline = str(intent.get("headline") or f"{start} -> {to}")
-        await self._event(
+        await self._event(  # not again if the replica that acted posted it before it stopped
             t,
             "Normal",
             reason,
             f"{headline} (recorded after a restart: the operator stopped after the change "
             f"and before recording it; the target is at {capacity.current})",
+            key=action_key(t.ref.uid, intent),
         )
 
     async def _out_of_band(self, t: _Tick, resource: Resource, capacity: Capacity) -> None:
@@ -813,7 +826,7 @@ class Reconciler:
             t.base.pop("pendingAction", None)
             raise
         self._failpoint("after-apply")
-        t.base.pop("pendingAction", None)
+        intent = t.base.pop("pendingAction", None)
         if applied.changed:
             t.history = decision.history
             t.base["appliedCapacity"] = applied.requested
@@ -825,6 +838,7 @@ class Reconciler:
                 decision.headline
                 if applied.requested == decision.desired
                 else f"{decision.headline} (the target allows {applied.requested})",
+                key=action_key(t.ref.uid, intent) if isinstance(intent, dict) else None,
             )
             if self.metrics is not None:
                 self.metrics.record_scale(t.ref.kind, t.ref.namespace, t.ref.name, direction)
@@ -944,12 +958,14 @@ class Reconciler:
 
     # --- output -------------------------------------------------------------------
 
-    async def _event(self, t: _Tick, type_: str, reason: str, message: str) -> None:
+    async def _event(
+        self, t: _Tick, type_: str, reason: str, message: str, *, key: str | None = None
+    ) -> None:
         if not self.event_budget.take(t.ref.uid, t.now.timestamp()):
             log.warning("%s: event budget spent; not posting %s: %s", t.ref, reason, message)
             return
         try:
-            await self.events.record(t.ref, type_, reason, safe_text(message, 1024))
+            await self.events.record(t.ref, type_, reason, safe_text(message, 1024), key=key)
         except Exception:  # an event that cannot be posted never stops a tick
             log.warning("cannot post event %s for %s", reason, t.ref, exc_info=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from stackscaler.devtools.controlplane import ControlPlane
+from stackscaler.kube import KubeEvents
 from stackscaler.model.crds import KINDS
 from stackscaler.model.schema import RULE_CHECKS
 from stackscaler.model.validation import validate_document
+from stackscaler.reconcile import Ref
 from tests.conftest import EXAMPLES, example, load_docs
 from tests.integration.conftest import Kubectl
 from tests.integration.rbac import client_as_role
@@ -268,3 +271,25 @@ def test_rbac_minimal_role(
             with pytest.raises(ApiException) as info:
                 call()
             assert info.value.status == 403
+
+
+async def test_a_keyed_event_is_posted_once_and_a_long_name_still_fits(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    """One scale action, one Event: the replica that finds the action pending after a
+    handover posts it under the same name, and the API server refuses the second."""
+    long_name = "w" * 250  # a resource name at the limit: the Event name is cut to fit
+    with ThreadPoolExecutor(2) as pool:
+        events = KubeEvents(api_client, pool)
+        for name in ("web", long_name):
+            ref = Ref("WebTier", namespace, name, "uid-1")
+            await events.record(ref, "Normal", "ScaledOut", "3 -> 6: cpu", key="k" * 20)
+            await events.record(ref, "Normal", "ScaledOut", "3 -> 6: again", key="k" * 20)
+            await events.record(ref, "Normal", "ScaledOut", "6 -> 9: cpu", key="j" * 20)
+            await events.record(ref, "Normal", "ScaledIn", "no key, twice")
+            await events.record(ref, "Normal", "ScaledIn", "no key, twice")
+    posted = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+    for name in ("web", long_name):
+        mine = sorted(e.message for e in posted if e.involved_object.name == name)
+        assert mine == ["3 -> 6: cpu", "6 -> 9: cpu", "no key, twice", "no key, twice"], mine
+    assert all(len(e.metadata.name) <= 253 for e in posted)

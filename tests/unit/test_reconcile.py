@@ -80,11 +80,19 @@ class FakeSources:
 class Recorder:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    """Keys of the keyed Events posted (see ``EventRecorder.record``)."""
 
     async def write(self, ref: Ref, status: dict[str, Any]) -> None:
         self.statuses.append(copy.deepcopy(status))
 
-    async def record(self, ref: Ref, type_: str, reason: str, message: str) -> None:
+    async def record(
+        self, ref: Ref, type_: str, reason: str, message: str, *, key: str | None = None
+    ) -> None:
+        if key is not None:  # as the API server: a second Event of the same name is refused
+            if key in self.keys:
+                return
+            self.keys.add(key)
         self.events.append((type_, reason, message))
 
     def reasons(self) -> list[str]:

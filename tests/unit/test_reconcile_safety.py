@@ -32,16 +32,29 @@ class Crash(BaseException):
 
 @dataclass
 class CrashingStatus(Recorder):
-    """Records statuses; dies on the first write after the actuator changed something."""
+    """Records statuses and Events; once armed, dies on the first status write (or, with
+    ``at_event``, the first Event) after the actuator changed something."""
 
     actuator: FakeActuator | None = None
     armed: bool = False
+    at_event: bool = False
 
-    async def write(self, ref: Any, status: dict[str, Any]) -> None:
+    def _crash(self) -> None:
         if self.armed and self.actuator is not None and self.actuator.applied:
             self.armed = False
             raise Crash
+
+    async def write(self, ref: Any, status: dict[str, Any]) -> None:
+        if not self.at_event:
+            self._crash()
         await super().write(ref, status)
+
+    async def record(
+        self, ref: Any, type_: str, reason: str, message: str, *, key: str | None = None
+    ) -> None:
+        if self.at_event:
+            self._crash()
+        await super().record(ref, type_, reason, message, key=key)
 
 
 class World:
@@ -74,23 +87,25 @@ class World:
         return next(c for c in self.body["status"]["conditions"] if c["type"] == type_)
 
 
+@pytest.mark.parametrize("event_posted", [False, True], ids=["event-owed", "event-posted"])
 @pytest.mark.parametrize("setpoint", [True, False], ids=["asg", "replica-fleet"])
-async def test_crash_between_aws_write_and_status_write(setpoint: bool) -> None:
-    """Finding 5: a restarted operator knows its action, keeps the cooldown, owes the Event."""
+async def test_crash_between_aws_write_and_status_write(setpoint: bool, event_posted: bool) -> None:
+    """Finding 5: a restarted operator knows its action, keeps the cooldown, and posts the
+    action's Event if (and only if) the stopped one had not posted it yet."""
     actuator = FakeActuator(setpoint=setpoint)
     w = World(body(), actuator, FakeSources({"cpu": 50.0}))
     await w.tick()  # a calm first tick: status with appliedCapacity 3
     w.sources.values = {"cpu": 100.0}
-    w.rec.armed = True
+    w.rec.armed, w.rec.at_event = True, not event_posted
     with pytest.raises(Crash):
         await w.tick(after=30)
     assert actuator.applied == [6]  # the group was changed, the status never said so
-    w.rec.events.clear()
+    assert w.rec.reasons() == (["ScaledOut"] if event_posted else [])
     w.reconciler = w.new()  # the restarted process
     await w.tick(after=5)
     assert actuator.applied == [6], "scaled again inside the cooldown after a restart"
-    assert [r for _, r, _ in w.rec.events] == ["ScaledOut"], w.rec.events
-    assert "recorded after a restart" in w.rec.events[0][2]
+    assert w.rec.reasons() == ["ScaledOut"], w.rec.events  # one Event for the one action
+    assert ("recorded after a restart" in w.rec.events[0][2]) is not event_posted
     status = w.body["status"]
     assert "pendingAction" not in status
     assert status["lastScaleOutTime"] == "2026-11-26T12:00:30Z"

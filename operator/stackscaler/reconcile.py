@@ -79,6 +79,7 @@ from stackscaler.model.crds import KINDS
 from stackscaler.model.spec import Mode, Resource, parse_resource
 from stackscaler.policy import Decision, Direction, History, Observations, decide
 from stackscaler.policy.history import parse_time
+from stackscaler.sharding import fraction_of
 from stackscaler.tenancy import NotGranted, Tenancy, TenancySettings
 from stackscaler.text import safe_text
 
@@ -993,7 +994,7 @@ class Reconciler:
             log.warning("cannot write the status of %s", t.ref, exc_info=True)
             return
         if memory.written is None:  # the first write of this memory: set its refresh phase
-            memory.spread_at = now + _phase(t.ref.uid) * self.status_refresh
+            memory.spread_at = now + fraction_of(t.ref.uid) * self.status_refresh
         memory.written, memory.written_at = status, now
         memory.version = None if version is None else str(version)
         if self.metrics is not None:
@@ -1010,11 +1011,6 @@ class Reconciler:
         if any(newest is None or w >= newest + self.status_refresh for w in _window_times(status)):
             return False
         return material(status) == material(written)
-
-
-def _phase(uid: str) -> float:
-    """A stable fraction in [0, 1) from a uid (not the salted ``hash``)."""
-    return int.from_bytes(hashlib.blake2b(uid.encode(), digest_size=4).digest(), "big") / 2**32
 
 
 def _observations(seen: _Observed) -> Observations:

@@ -1,9 +1,13 @@
 """One long-lived task per resource, ticking every pollIntervalSeconds.
 
 Ticks are aligned to the wall clock (multiples of the poll interval) plus a
-small random jitter, so resources with the same interval fall due together
-and their metric and capacity reads batch into a handful of AWS calls, while
-the jitter keeps a fleet from hitting the API at the same millisecond. A new
+small phase within ``jitter``, so resources with the same interval fall due
+together and their metric and capacity reads batch into a handful of AWS
+calls, while the phases keep a fleet from hitting the API at the same
+millisecond. A resource's phase is stable (taken from its uid), so the
+resources start in the same order every wave: each lands in the same read
+batch as last time and is decided about as long after its slot, which keeps
+the age of its decision close to the poll interval. A new
 spec (a new generation) wakes its resource at once; status updates, which the
 operator writes itself, do not.
 
@@ -25,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from stackscaler.sharding import fraction_of
+
 log = logging.getLogger("stackscaler.scheduler")
 
 Tick = Callable[[Mapping[str, Any]], Awaitable[float]]
@@ -44,6 +50,8 @@ class _Entry:
         self.task: asyncio.Task[None] | None = None
         self.failures = 0
         """Ticks in a row that raised."""
+        self.phase = 0.0
+        """Seconds after each aligned slot at which this resource ticks."""
 
 
 def _generation(body: Mapping[str, Any]) -> Any:
@@ -87,6 +95,7 @@ class Scheduler:
         entry = self._entries.get(uid)
         if entry is None:
             entry = self._entries[uid] = _Entry(body)
+            entry.phase = fraction_of(uid) * self._jitter
             entry.task = asyncio.get_running_loop().create_task(
                 self._run(uid, entry), name=f"stackscaler:{uid}"
             )
@@ -103,12 +112,12 @@ class Scheduler:
             if self._on_forget is not None:
                 self._on_forget(uid, entry.body)
 
-    def next_delay(self, interval: float) -> float:
-        """Seconds to the next aligned tick, plus jitter."""
+    def next_delay(self, interval: float, phase: float = 0.0) -> float:
+        """Seconds to the next aligned tick, plus ``phase``."""
         interval = max(self._min_delay, interval)
         now = self._clock()
         aligned = (int(now // interval) + 1) * interval - now
-        return aligned + random.uniform(0, self._jitter)
+        return aligned + phase
 
     def error_delay(self, failures: int) -> float:
         """Seconds before retrying after ``failures`` failed ticks in a row (>= 1):
@@ -117,7 +126,7 @@ class Scheduler:
         return min(self._error_delay * 2.0**doublings, self._max_error_delay)
 
     async def _run(self, uid: str, entry: _Entry) -> None:
-        await asyncio.sleep(random.uniform(0, self._jitter))
+        await asyncio.sleep(entry.phase)
         while True:
             entry.wake.clear()
             try:
@@ -138,7 +147,9 @@ class Scheduler:
             else:
                 entry.failures = 0
                 delay = (
-                    self.next_delay(interval) if interval >= self._min_delay else self._min_delay
+                    self.next_delay(interval, entry.phase)
+                    if interval >= self._min_delay
+                    else self._min_delay
                 )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):  # no task of its own, as wait_for makes

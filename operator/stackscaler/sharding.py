@@ -28,6 +28,12 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+def fraction_of(uid: str) -> float:
+    """A stable fraction in [0, 1) from a uid (not the salted ``hash``): the same on
+    every replica and in every process (the phase of a resource's tick and refresh)."""
+    return (_digest(uid) >> 32) / 2**32
+
+
 def shard_of(uid: str, shards: int) -> int:
     """The shard of the resource with this uid, in ``range(shards)``."""
     if shards < 1:

@@ -28,10 +28,10 @@ from stackscaler.reconcile import (
     STATUS_REFRESH_SECONDS,
     Reconciler,
     Ref,
-    _phase,
     material,
     send_by,
 )
+from stackscaler.sharding import fraction_of
 from tests.unit.test_reconcile import T0, FakeActuator, FakeActuators, FakeSources, Recorder, body
 
 REFRESH = STATUS_REFRESH_SECONDS
@@ -121,7 +121,7 @@ async def test_steady_state_writes_once_then_every_refresh_interval() -> None:
     first = w.body["status"]
     # one early refresh at a phase taken from the uid (so that resources started together
     # spread their refreshes), then one every refresh interval
-    early = _phase(w.body["metadata"]["uid"]) * REFRESH
+    early = fraction_of(w.body["metadata"]["uid"]) * REFRESH
     written_at = [0]
     for k in range(1, 131):  # 30 s apart: 65 minutes
         decision = await w.tick(after=30)
@@ -153,7 +153,7 @@ async def test_steady_state_writes_once_then_every_refresh_interval() -> None:
 
 
 async def test_resources_started_together_refresh_at_different_times() -> None:
-    phases = {uid: _phase(uid) for uid in (f"uid-{i}" for i in range(200))}
+    phases = {uid: fraction_of(uid) for uid in (f"uid-{i}" for i in range(200))}
     assert all(0 <= p < 1 for p in phases.values())
     buckets = {int(p * 10) for p in phases.values()}
     assert buckets == set(range(10))  # spread over the whole interval, not one moment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from stackscaler.handlers.operator import parse_selector
 from stackscaler.scheduler import Scheduler
+from stackscaler.sharding import fraction_of
 
 
 def _body(uid: str, generation: int = 1, paused: str | None = None) -> dict[str, Any]:
@@ -23,6 +25,36 @@ def test_next_delay_is_aligned_to_the_interval() -> None:
     s = Scheduler(lambda b: asyncio.sleep(0, 30.0), jitter=0.0, clock=lambda: 1_000_007.5)
     assert s.next_delay(30) == pytest.approx(12.5)  # next multiple of 30 is 1_000_020
     assert s.next_delay(0.1) == pytest.approx(0.5)  # never below one second
+
+
+def test_next_delay_adds_the_phase() -> None:
+    s = Scheduler(lambda b: asyncio.sleep(0, 30.0), jitter=0.2, clock=lambda: 1_000_007.5)
+    assert s.next_delay(30, 0.15) == pytest.approx(12.65)
+
+
+async def test_every_wave_starts_the_resources_in_the_same_order_by_their_phase() -> None:
+    """The phase comes from the uid: a resource lands in the same read batch every wave
+    (a random jitter per wave reshuffled the batches, and so the decisions' ages)."""
+    uids = [f"uid-{i:02}" for i in range(16)]
+    slots: dict[int, list[str]] = {}
+
+    async def tick(body: Mapping[str, Any]) -> float:
+        # every phase is below 0.1 s: an aligned wave's ticks share one 0.25 s window
+        slots.setdefault(int(time.time() // 0.25), []).append(body["metadata"]["uid"])
+        return 0.25
+
+    def waves() -> list[list[str]]:
+        """Full aligned waves (the first ticks are unaligned and may span two windows)."""
+        return [w for _, w in sorted(slots.items())[2:] if len(w) == len(uids)]
+
+    s = Scheduler(tick, jitter=0.1, min_delay=0.001)
+    for uid in reversed(uids):
+        s.upsert(_body(uid))
+    await _until(lambda: len(waves()) >= 3, "three full waves")
+    await s.close()
+    by_phase = sorted(uids, key=fraction_of)
+    assert by_phase != uids  # the phase, not the order they came in or their names
+    assert all(w == by_phase for w in waves()), waves()
 
 
 async def test_ticks_repeat_and_spec_changes_wake_at_once() -> None:

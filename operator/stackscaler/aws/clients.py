@@ -48,6 +48,7 @@ from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 
 from stackscaler import __version__, fence
+from stackscaler.aws import timestamps
 from stackscaler.aws.errors import translate
 from stackscaler.aws.ratelimit import RateLimit, RateLimiters, TokenBucket, access
 from stackscaler.aws.retries import RetryPolicy
@@ -280,6 +281,7 @@ class ClientCache:
             if self._default is not None:
                 return self._default
         session = botocore.session.get_session()
+        timestamps.install(session)
         with self._lock:
             if self._default is None:
                 self._default = _Assumed(session)
@@ -335,6 +337,7 @@ class ClientCache:
             metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
         )
         session = botocore.session.Session()
+        timestamps.install(session)
         session._credentials = refreshable  # the documented way to plug refreshable credentials
         # One data loader for every session: each would otherwise load and keep its own
         # copy of the service models (about 14 MB a session for three services). Plain

@@ -671,3 +671,37 @@ async def test_a_roles_first_call_awaits_its_sts_token_on_the_loop_and_assumes_o
     assert s.caller.clients.calls[("sts", "AssumeRole")] == 1
     assert s.bucket("sts").available == 0  # one token for the one AssumeRole, none in debt
     assert s.gate.asked == [1.0]
+
+
+async def test_a_call_cancelled_in_flight_still_counts_once_and_a_queued_one_never() -> None:
+    """A tick cancelled (lost lease, deadline) while its request is in a worker thread:
+    the request may reach AWS, so the call counts once it ends; a request still queued
+    for a thread is never sent and counts nothing."""
+    s = await _setup(max_workers=1)
+    try:
+        client = s.caller.clients.get("autoscaling", REGION, None)
+        entered, release = threading.Event(), threading.Event()
+
+        def hold(**_: Any) -> None:
+            entered.set()
+            release.wait(HANG)
+
+        client.meta.events.register_first("before-send", hold)
+        sending = asyncio.create_task(s.set_capacity("web", 3))
+        await _until(entered.is_set, "the first request in the only worker thread")
+        queued = asyncio.create_task(s.set_capacity("web", 4))
+        await _until(
+            lambda: s.caller._pool("autoscaling", REGION)._work_queue.qsize() == 1, "queued"
+        )
+        for task in (sending, queued):
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert s.hooked == []  # not yet: the first one is still in flight
+        release.set()
+        await _until(lambda: bool(s.hooked), "the in-flight call counted")
+        await asyncio.sleep(0.05)  # room for a second, wrong count to show
+        assert s.hooked == [("autoscaling", "SetDesiredCapacity", "ok")]
+        assert s.aws.operations("autoscaling") == ["SetDesiredCapacity"]
+    finally:
+        s.caller.close()

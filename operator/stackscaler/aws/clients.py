@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -35,7 +36,7 @@ import unicodedata
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -590,7 +591,19 @@ class AwsCaller:
                 if role is not None:
                     await self._prepare(role, resolved)
                 await self._take(bucket, send_by, operation)  # on the loop: holds no thread
-                result = await loop.run_in_executor(self._pool(service, resolved), run, attempt)
+                sent = self._pool(service, resolved).submit(run, attempt)
+                try:
+                    result = await asyncio.wrap_future(sent)
+                except asyncio.CancelledError:
+                    self._count_when_done(
+                        sent,
+                        loop,
+                        service=service,
+                        operation=operation,
+                        resource=resource,
+                        region=resolved,
+                    )
+                    raise
             except StackscalerError:  # already ours: no region, a failed AssumeRole (or refresh)
                 raise
             except Exception as exc:
@@ -607,6 +620,42 @@ class AwsCaller:
             if self._hook is not None:
                 self._hook(service, operation, "ok")
             return result
+
+    def _count_when_done(
+        self,
+        sent: Future[dict[str, Any]],
+        loop: asyncio.AbstractEventLoop,
+        *,
+        service: str,
+        operation: str,
+        resource: str,
+        region: str,
+    ) -> None:
+        """The caller was cancelled (a lost lease, a tick's deadline) while its request was
+        in a worker thread: once it ends, it still counts (the hook counts calls sent, and
+        this one may have reached AWS). One never started, or stopped by the fence before
+        it was sent, counts nothing, as on the normal path."""
+        hook = self._hook
+        if hook is None:
+            return
+
+        def done(f: Future[dict[str, Any]]) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if isinstance(exc, StackscalerError):
+                return
+            outcome = "ok"
+            if isinstance(exc, Exception):
+                outcome = _outcome(
+                    translate(
+                        exc, service=service, operation=operation, resource=resource, region=region
+                    )
+                )
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                loop.call_soon_threadsafe(hook, service, operation, outcome)
+
+        sent.add_done_callback(done)
 
     async def _take(
         self, bucket: TokenBucket, send_by: fence.SendBy | None, operation: str

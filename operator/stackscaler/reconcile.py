@@ -286,10 +286,11 @@ def tick_deadline(poll_interval: float) -> float:
     return min(MAX_DEADLINE, max(MIN_DEADLINE, 0.8 * poll_interval))
 
 
-def send_by(now: float, poll_interval: float) -> float:
+def send_by(now: float, poll_interval: float, offset: float = 0.0) -> float:
     """The latest time a tick started at ``now`` may send its change (Unix seconds).
 
-    Ticks are aligned to multiples of the poll interval; a change still
+    Ticks are aligned to multiples of the poll interval plus the resource's
+    sub-slot ``offset`` (:meth:`Scheduler.offset`); a change still
     waiting for its rate-limit token after this is deferred to the next tick
     (:class:`~stackscaler.errors.Deferred`), so the tick ends before its next
     slot instead of making the resource skip one (the next tick decides again
@@ -297,7 +298,7 @@ def send_by(now: float, poll_interval: float) -> float:
     ``MAX_SEND_MARGIN`` seconds, is left for the call itself and the writes after it.
     """
     poll = max(poll_interval, 1.0)
-    next_slot = (now // poll + 1) * poll
+    next_slot = ((now - offset) // poll + 1) * poll + offset
     return next_slot - min(MAX_SEND_MARGIN, SEND_MARGIN * poll)
 
 
@@ -484,8 +485,12 @@ class Reconciler:
         event_budget: EventBudget | None = None,
         failpoint: Callable[[str], None] | None = None,
         status_refresh: float = STATUS_REFRESH_SECONDS,
+        slot_offset: Callable[[str, float], float] = lambda uid, poll: 0.0,
     ) -> None:
+        """``slot_offset(uid, poll)``: the resource's sub-slot within its poll interval
+        (the scheduler's :meth:`~stackscaler.scheduler.Scheduler.offset`)."""
         self.sources, self.actuators = sources, actuators
+        self.slot_offset = slot_offset
         self.status, self.events, self.metrics = status, events, metrics
         self.clock = clock
         self.tenancy = tenancy or Tenancy(TenancySettings())
@@ -810,7 +815,7 @@ class Reconciler:
         actuator = self.actuators.for_target(resource.target)
         poll = float(resource.scaling.poll_interval_seconds)
         deadline = max(APPLY_DEADLINE, self.deadline(poll))
-        until = send_by(t.now.timestamp(), poll)
+        until = send_by(t.now.timestamp(), poll, self.slot_offset(t.ref.uid, poll))
         try:
             async with asyncio.timeout(deadline):
                 with fence.sending_by(until, lambda: self.clock().timestamp()):

@@ -7,7 +7,19 @@ calls, while the phases keep a fleet from hitting the API at the same
 millisecond. A resource's phase is stable (taken from its uid), so the
 resources start in the same order every wave: each lands in the same read
 batch as last time and is decided about as long after its slot, which keeps
-the age of its decision close to the poll interval. A new
+the age of its decision close to the poll interval.
+
+A fleet larger than ``wave_size`` (500: one full GetMetricData call) is
+split into ``ceil(N / wave_size)`` equal sub-waves, each due at its own
+sub-slot of the interval (slot + k * interval / waves): 2,000 resources on a
+30 s poll tick 500 at a time at :00, :07.5, :15 and :22.5. A sub-wave's
+reads still fill whole batches (one GetMetricData, five
+DescribeAutoScalingGroups within their burst), and its decisions, status
+writes and AWS writes take a quarter of the time a single wave of 2,000
+would: no tier waits seconds behind the others' answers, and the write rate
+limit is spent over the interval instead of in one burst. A resource's
+sub-wave is its rank by phase, so it stays put while the fleet is the same
+size, and moves at most once when the number of sub-waves changes. A new
 spec (a new generation) wakes its resource at once; status updates, which the
 operator writes itself, do not.
 
@@ -22,8 +34,10 @@ failing resource at once.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +51,10 @@ Tick = Callable[[Mapping[str, Any]], Awaitable[float]]
 """Runs one tick for a body; returns the seconds until the next one."""
 
 MIN_DELAY = 1.0
+WAVE_SIZE = 500
+"""At most this many resources of one interval fall due together (see the module doc)."""
+MIN_SUBSLOT = 2.0
+"""Sub-slots of an interval are at least this many seconds apart."""
 ERROR_DELAY = 30.0
 """Seconds before the first retry of a tick that raised."""
 MAX_ERROR_DELAY = 300.0
@@ -70,6 +88,7 @@ class Scheduler:
         min_delay: float = MIN_DELAY,
         error_delay: float = ERROR_DELAY,
         max_error_delay: float = MAX_ERROR_DELAY,
+        wave_size: int = WAVE_SIZE,
     ) -> None:
         if not 0 < error_delay <= max_error_delay:
             raise ValueError(
@@ -77,11 +96,16 @@ class Scheduler:
             )
         if min_delay <= 0:
             raise ValueError(f"min_delay must be > 0, got {min_delay}")
+        if wave_size < 1:
+            raise ValueError(f"wave_size must be >= 1, got {wave_size}")
+        self._wave_size = wave_size
         self._tick, self._jitter, self._clock = tick, jitter, clock
         self._min_delay = min_delay
         self._error_delay, self._max_error_delay = error_delay, max_error_delay
         self._on_forget = on_forget
         self._entries: dict[str, _Entry] = {}
+        self._order: list[tuple[float, str]] = []
+        """(fraction_of(uid), uid) of every resource, sorted: the ranks of the sub-waves."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -95,7 +119,9 @@ class Scheduler:
         entry = self._entries.get(uid)
         if entry is None:
             entry = self._entries[uid] = _Entry(body)
-            entry.phase = fraction_of(uid) * self._jitter
+            fraction = fraction_of(uid)
+            entry.phase = fraction * self._jitter
+            bisect.insort(self._order, (fraction, uid))
             entry.task = asyncio.get_running_loop().create_task(
                 self._run(uid, entry), name=f"stackscaler:{uid}"
             )
@@ -107,17 +133,33 @@ class Scheduler:
 
     def remove(self, uid: str) -> None:
         entry = self._entries.pop(uid, None)
+        if entry is not None:
+            key = (fraction_of(uid), uid)
+            at = bisect.bisect_left(self._order, key)
+            if at < len(self._order) and self._order[at] == key:
+                del self._order[at]
         if entry is not None and entry.task is not None:
             entry.task.cancel()
             if self._on_forget is not None:
                 self._on_forget(uid, entry.body)
 
-    def next_delay(self, interval: float, phase: float = 0.0) -> float:
-        """Seconds to the next aligned tick, plus ``phase``."""
+    def next_delay(self, interval: float, phase: float = 0.0, offset: float = 0.0) -> float:
+        """Seconds to the next slot (a multiple of ``interval`` plus ``offset``), plus
+        ``phase``."""
         interval = max(self._min_delay, interval)
-        now = self._clock()
-        aligned = (int(now // interval) + 1) * interval - now
+        since = self._clock() - offset
+        aligned = (int(since // interval) + 1) * interval - since
         return aligned + phase
+
+    def offset(self, uid: str, interval: float) -> float:
+        """The sub-slot of ``uid``'s wave within ``interval`` (0 for a fleet of at most
+        ``wave_size``): its rank by phase, in equal sub-waves."""
+        n = len(self._order)
+        waves = min(math.ceil(n / self._wave_size), max(1, int(interval // MIN_SUBSLOT)))
+        if waves <= 1:
+            return 0.0
+        rank = bisect.bisect_left(self._order, (fraction_of(uid), uid))
+        return (rank * waves // n) * interval / waves
 
     def error_delay(self, failures: int) -> float:
         """Seconds before retrying after ``failures`` failed ticks in a row (>= 1):
@@ -147,7 +189,7 @@ class Scheduler:
             else:
                 entry.failures = 0
                 delay = (
-                    self.next_delay(interval, entry.phase)
+                    self.next_delay(interval, entry.phase, self.offset(uid, interval))
                     if interval >= self._min_delay
                     else self._min_delay
                 )

@@ -423,6 +423,7 @@ def test_send_by_leaves_the_end_of_the_slot_for_the_call_and_its_writes() -> Non
     assert send_by(slot + 29.9, 30) == slot + 25.0  # late in its slot: already past
     assert send_by(slot + 0.1, 10) == slot + 8.0  # a fifth of a short interval
     assert send_by(slot + 0.1, 600) == slot + 595.0  # at most 5 s
+    assert send_by(slot + 22.6, 30, offset=22.5) == slot + 47.5  # a sub-slot: its own next one
 
 
 async def test_a_change_whose_turn_comes_after_the_send_by_time_is_held_and_tried_again() -> None:

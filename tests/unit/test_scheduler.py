@@ -32,6 +32,37 @@ def test_next_delay_adds_the_phase() -> None:
     assert s.next_delay(30, 0.15) == pytest.approx(12.65)
 
 
+def test_next_delay_to_a_sub_slot() -> None:
+    s = Scheduler(lambda b: asyncio.sleep(0, 30.0), jitter=0.2, clock=lambda: 1_000_007.5)
+    # slots at 1_000_020 + k * 30; now is 17.5 s after one
+    assert s.next_delay(30, 0.15, offset=7.5) == pytest.approx(20.15)
+    assert s.next_delay(30, 0.0, offset=15.0) == pytest.approx(27.5)
+    assert s.next_delay(30, 0.0, offset=22.5) == pytest.approx(5.0)
+
+
+async def test_a_fleet_above_the_wave_size_is_split_into_equal_sub_waves_by_rank() -> None:
+    """2,000 resources on a 30 s poll tick 500 at a time at :00, :07.5, :15 and :22.5
+    (here: wave size 2); a resource keeps its sub-wave while the fleet is the same."""
+    s = Scheduler(lambda b: asyncio.sleep(0, 3600.0), jitter=0.0, wave_size=2)
+    uids = [f"uid-{i}" for i in range(7)]
+    for uid in uids[:2]:
+        s.upsert(_body(uid))
+    assert {s.offset(u, 30) for u in uids[:2]} == {0.0}  # one wave: everyone at the slot
+    for uid in uids[2:6]:
+        s.upsert(_body(uid))
+    ranked = sorted(uids[:6], key=fraction_of)
+    assert [s.offset(u, 30) for u in ranked] == [0.0, 0.0, 10.0, 10.0, 20.0, 20.0]
+    s.upsert(_body(uids[6]))  # seven: four sub-waves of at most two
+    offsets = [s.offset(u, 30) for u in sorted(uids, key=fraction_of)]
+    assert offsets == sorted(offsets) and set(offsets) == {0.0, 7.5, 15.0, 22.5}
+    assert max(offsets.count(o) for o in set(offsets)) == 2
+    s.remove(uids[6])
+    assert [s.offset(u, 30) for u in ranked] == [0.0, 0.0, 10.0, 10.0, 20.0, 20.0]
+    # sub-slots at least MIN_SUBSLOT (2 s) apart: a 5 s poll has at most two
+    assert {s.offset(u, 5) for u in uids[:6]} == {0.0, 2.5}
+    await s.close()
+
+
 async def test_every_wave_starts_the_resources_in_the_same_order_by_their_phase() -> None:
     """The phase comes from the uid: a resource lands in the same read batch every wave
     (a random jitter per wave reshuffled the batches, and so the decisions' ages)."""

@@ -155,6 +155,7 @@ class Operator:
             tenancy=self.tenancy,
             default_region=self.caller.settings.default_region,
             failpoint=self._failpoint,
+            slot_offset=self._slot_offset,
         )
         self.ticks = TickWatch()
         self.scheduler = Scheduler(
@@ -211,6 +212,10 @@ class Operator:
     def owns(self, uid: str) -> bool:
         """May this replica act on the resource now (always, without leases)?"""
         return self.leases is None or self.leases.owns(uid)
+
+    def _slot_offset(self, uid: str, poll: float) -> float:
+        """The resource's sub-slot (the scheduler is made after the reconciler)."""
+        return self.scheduler.offset(uid, poll)
 
     async def _tick(self, body: Mapping[str, Any]) -> float:
         ref = Ref.of(body)

@@ -293,3 +293,11 @@ async def test_a_keyed_event_is_posted_once_and_a_long_name_still_fits(
         mine = sorted(e.message for e in posted if e.involved_object.name == name)
         assert mine == ["3 -> 6: cpu", "6 -> 9: cpu", "no key, twice", "no key, twice"], mine
     assert all(len(e.metadata.name) <= 253 for e in posted)
+    one = next(e for e in posted if e.message == "3 -> 6: cpu" and e.involved_object.name == "web")
+    assert (one.type, one.reason, one.count) == ("Normal", "ScaledOut", 1)
+    assert one.metadata.name == f"web.{'k' * 20}"
+    assert (one.involved_object.kind, one.involved_object.uid) == ("WebTier", "uid-1")
+    assert one.involved_object.api_version == f"{GROUP}/{VERSION}"
+    assert one.first_timestamp is not None and one.last_timestamp is not None
+    assert one.source.component == "stackscaler"
+    assert one.reporting_component == f"{GROUP}/operator"

@@ -851,23 +851,32 @@ class Goal:
 def steady_writes(waves: Sequence[dict[str, Any]], watch: TierWatch | None) -> tuple[float, str]:
     """Writes per tier per hour of the at-target third (nothing to do: the steady state).
 
-    The count over the measured waves, per tier and hour. The gaps between
-    two writes of the same tier that end in the measured waves are shown
-    too (their median): the gaps before are the start's (a first write, then
-    one early refresh at a phase taken from the uid, so that the fleet's
-    refreshes do not all fall in one wave), which is why the measured waves
-    should start a refresh interval (300 s: ``--warmup-waves 10`` at a 30 s
-    poll) after the first decisions.
+    From the gaps between two writes of the same tier that end in the
+    measured waves: 3600 / their mean. The count of writes in the measured
+    waves cannot tell: the refresh interval (330 s at a 30 s poll) is longer
+    than ten waves, so each tier writes at most once in them, and the count
+    is at most 12 an hour whatever the real rate, and exactly 12 when every
+    tier's refresh happens to fall inside. The gaps before the measured waves
+    are the start's (a first write, then one early refresh at a phase taken
+    from the uid, so that the fleet's refreshes do not all fall in one wave),
+    which is why the measured waves should start a refresh interval (300 s:
+    ``--warmup-waves 10`` at a 30 s poll) after the first decisions. Without
+    a watch, the count is all there is.
     """
     seconds = sum(w["seconds"] for w in waves)
     count = sum(w["target_writes"] for w in waves)
     tiers = waves[0]["target_tiers"] if waves else 0
-    rate = count / max(tiers, 1) / (seconds / 3600)
-    how = f"{count} writes of {tiers} tiers in {seconds:.0f} s"
+    counted = count / max(tiers, 1) / (seconds / 3600)
+    how = f"{count} writes of {tiers} tiers in {seconds:.0f} s: {counted:.1f} by count"
     gaps = watch.intervals("target", waves[0]["started"]) if watch and waves else []
-    if gaps:
-        how += f"; median gap {statistics.median(gaps):.0f} s ({len(gaps)} gaps)"
-    return rate, how
+    if not gaps:
+        return counted, how
+    mean = statistics.fmean(gaps)
+    how = (
+        f"one write every {mean:.0f} s on average, median {statistics.median(gaps):.0f} s "
+        f"({len(gaps)} gaps ending in the measured waves); {how}"
+    )
+    return 3600 / mean, how
 
 
 def goals(

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from stackscaler import API_GROUP, API_VERSION, fence
 from stackscaler.errors import PermanentError
-from stackscaler.reconcile import Ref
+from stackscaler.reconcile import Ref, rfc3339
 
 COMPONENT = "stackscaler"
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class KubeEvents:
     ) -> None:
         """Post an Event; with ``key`` it is named after the key, so the API server
         refuses a second one (409 AlreadyExists), which is not an error here."""
-        now = _ts(datetime.now(UTC))
+        now = rfc3339(datetime.now(UTC))
         meta: dict[str, str] = {"namespace": ref.namespace}
         if key is None:
             meta["generateName"] = f"{ref.name}."
@@ -125,10 +125,6 @@ def _unparsed(method: Any, *args: Any) -> None:
         answer.read()
     finally:
         answer.release_conn()
-
-
-def _ts(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def event_name(resource: str, key: str) -> str:

@@ -188,12 +188,13 @@ def action_key(uid: str, intent: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _ts(dt: datetime) -> str:
+def rfc3339(dt: datetime) -> str:
+    """``2026-11-27T12:00:30Z``: the time format of the status and of Events."""
     return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _epoch_ts(t: float | None) -> str | None:
-    return None if t is None else _ts(datetime.fromtimestamp(t, UTC))
+    return None if t is None else rfc3339(datetime.fromtimestamp(t, UTC))
 
 
 def paused_state(annotations: Mapping[str, str], now: datetime) -> tuple[bool, str]:
@@ -222,7 +223,7 @@ class Conditions:
     """The status conditions, keeping lastTransitionTime when nothing changes."""
 
     def __init__(self, existing: Any, now: datetime, generation: int | None) -> None:
-        self._now, self._generation = _ts(now), generation
+        self._now, self._generation = rfc3339(now), generation
         self._items: dict[str, dict[str, Any]] = {}
         for c in existing if isinstance(existing, list) else []:
             if isinstance(c, dict) and isinstance(c.get("type"), str):
@@ -725,7 +726,7 @@ class Reconciler:
             return
         message = (
             f"capacity changed from {applied_before} to {capacity.current} outside "
-            f"stackscaler at {_ts(t.now)}; cooldowns restart from this change"
+            f"stackscaler at {rfc3339(t.now)}; cooldowns restart from this change"
         )
         if t.conds.set("OutOfBandChange", True, "CapacityChangedOutOfBand", message):
             await self._event(t, "Normal", "OutOfBandChange", message)
@@ -857,7 +858,7 @@ class Reconciler:
     async def _record_intent(self, t: _Tick, capacity: Capacity, decision: Decision) -> None:
         """Write the action into the status before it is sent (crash consistency)."""
         t.base["pendingAction"] = {
-            "time": _ts(t.now),
+            "time": rfc3339(t.now),
             "from": capacity.current,
             "to": decision.desired,
             "headline": decision.headline[:1024],
@@ -913,7 +914,7 @@ class Reconciler:
                 "lastScaleOutTime": _epoch_ts(last_out),
                 "lastScaleInTime": _epoch_ts(last_in),
                 "lastDecision": {
-                    "time": _ts(t.now),
+                    "time": rfc3339(t.now),
                     "direction": str(decision.direction),
                     "limitedBy": None if decision.limited_by is None else str(decision.limited_by),
                     "reasons": [safe_text(r, 1024) for r in decision.reasons[:32]],

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit crds controlplane prometheus helm bench bench-scale clean
+.PHONY: demo test lint typecheck unit crds controlplane prometheus lua helm bench bench-scale clean
 
 # Create the virtualenv and install the package with its test extra; re-run
 # when pyproject.toml changes.
@@ -24,7 +24,7 @@ demo: $(STAMP) controlplane
 helm: $(STAMP)
 	$(BIN)/python -m tests.packaging.helm_tool
 
-test: $(STAMP) controlplane prometheus helm lint typecheck unit
+test: $(STAMP) controlplane prometheus lua helm lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench
@@ -57,6 +57,19 @@ prometheus:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	elif [ "$$CI" = "true" ]; then echo "CI=true but prometheus is missing and apt-get is not available" >&2; exit 1; \
 	else echo "prometheus is not installed: its tests will be skipped (apt-get install prometheus)" >&2; fi
+
+# Debian's lua5.4, which runs the Argo CD health check's tests (docs/gitops.md).
+# Installs it with apt-get when missing (root, or sudo); elsewhere those tests skip,
+# except under CI=true, where they fail.
+lua:
+	@if command -v lua5.4 >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing Debian's lua5.4 package" >&2; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends lua5.4 >/dev/null; \
+	elif [ "$$CI" = "true" ]; then echo "CI=true but lua5.4 is missing and apt-get is not available" >&2; exit 1; \
+	else echo "lua5.4 is not installed: its tests will be skipped (apt-get install lua5.4)" >&2; fi
 
 # Decision quality and speed: every policy over the NASA trace and synthetic traces,
 # as ratios to the oracle measured in the same run (docs/simulate.md); then the CPU of

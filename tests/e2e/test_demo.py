@@ -2,7 +2,8 @@
 
 Runs the demo as users do (a subprocess) for a bounded part of the story
 and checks what it promises: exit 0, the live table, at least one scale-out
-decided by the operator, the summary, and nothing left behind: no process
+decided by the operator, the summary, the picture it names (by default
+``<work dir>/demo.png``), and nothing left behind: no process
 it started survives and the control plane's folder is gone (the logs stay).
 Without Go (and no prebuilt control plane) it is skipped, except under
 CI=true, where it fails; the demo itself runs with CI=true so it can never
@@ -22,6 +23,7 @@ import pytest
 
 from stackscaler.devtools import controlplane as cp
 from tests.conftest import ROOT
+from tests.unit.test_demo_picture import png_size
 
 pytestmark = pytest.mark.controlplane
 
@@ -130,6 +132,18 @@ def test_demo_scales_out_prints_its_summary_and_leaves_nothing_behind(tmp_path: 
     assert f"logs: {logs} (" in out
     assert (logs / "operator.log").stat().st_size > 0
     assert (logs / "moto.log").is_file()
+
+    # the picture of what was recorded, where it said it would be, named in the summary
+    picture = workdir / "demo.png"
+    assert f"picture at the end: {picture}\n" in out, report
+    assert re.search(
+        rf"^picture: {re.escape(str(picture))} \(demand, ready and desired capacity per tier",
+        out,
+        re.M,
+    ), report
+    width, height = png_size(picture)
+    assert width >= 800 and height > 0.8 * width, (width, height)  # four panels stacked
+    assert 10_000 < picture.stat().st_size < 400_000
 
     # nothing left behind
     assert not (workdir / "controlplane").exists(), report

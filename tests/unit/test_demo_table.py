@@ -147,7 +147,9 @@ def test_summary() -> None:
     assert "first scale-out: none during this run" in none
 
 
-PURE_DEMO = ("story", "stack", "load", "table")
+PURE_DEMO = ("story", "stack", "load", "table", "timeline")
+PURE_ELSEWHERE = {"stackscaler.sim.chart"}
+"""Pure modules outside the demo that its pure modules may use (the picture's values)."""
 
 
 @pytest.mark.parametrize("module", PURE_DEMO)
@@ -162,7 +164,7 @@ def test_the_demos_pure_modules_do_no_io(module: str) -> None:
             and node.module.startswith("stackscaler")
         ):
             top = ".".join(node.module.split(".")[:2])
-            allowed = node.module in {f"stackscaler.demo.{m}" for m in PURE_DEMO}
+            allowed = node.module in {f"stackscaler.demo.{m}" for m in PURE_DEMO} | PURE_ELSEWHERE
             assert allowed or top in {"stackscaler", "stackscaler.model", "stackscaler.policy"}, (
                 f"demo/{module}.py imports {node.module}"
             )

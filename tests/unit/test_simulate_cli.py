@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from stackscaler.cli import main
+from stackscaler.cli.demo import example_web
 from stackscaler.sim import plot as plot_module
+from stackscaler.sim.run import RunConfig, compare
+from stackscaler.sim.trace import load_trace
 from tests.conftest import ROOT
 
 STACK = str(ROOT / "examples" / "stack.yaml")
@@ -105,6 +108,21 @@ def test_plot_draws_a_file(trace: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0
     assert out.read_text().lstrip().startswith("<?xml")
+
+
+def test_the_plot_has_a_panel_per_policy_with_its_series(trace: str) -> None:
+    resource = example_web()  # the web tier of examples/stack.yaml
+    cfg = RunConfig(scale=100, capacity_per_unit=2400, record_series=True)
+    reports = compare(resource, load_trace(trace), ["default", "hpa"], cfg)
+    chart = plot_module.report_chart(reports)
+    assert [p.title.split(":")[0] for p in chart.panels] == ["default", "hpa"]
+    assert chart.title == f"{reports[0].tier} on {reports[0].trace}"
+    for panel, r in zip(chart.panels, reports, strict=True):
+        assert panel.x == tuple(i / 60 for i in range(150))
+        assert panel.demand == r.series.demand_units
+        assert panel.ready == tuple(float(v) for v in r.series.ready)
+        assert panel.desired == tuple(float(v) for v in r.series.desired)
+        assert max(panel.desired) > 2  # it scaled out for the 40-request hour
 
 
 def test_starting_seconds_is_what_the_default_policy_is_told(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
+
+from stackscaler.sim.chart import SUFFIXES
 
 
 def _number(text: str) -> float:
@@ -30,3 +33,10 @@ def non_negative(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def plot_file(text: str) -> str:
+    """A ``--plot`` file: a name ending in .png or .svg."""
+    if Path(text).suffix.lower() not in SUFFIXES:
+        raise argparse.ArgumentTypeError(f"the file must end in .png or .svg, got {text!r}")
+    return text

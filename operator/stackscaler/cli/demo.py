@@ -8,6 +8,11 @@ processes): the NASA trace through ``policy.decide`` for the web tier in
 simulated time. When the control plane cannot be built here (no Go) or
 moto is missing, the demo says why and runs the preview instead, except
 under ``CI=true``, where that is an error.
+
+Both end with a picture (``--plot``): demand, ready and desired capacity
+over the story with the scale actions marked, one panel per tier (the
+preview's one tier); the live demo draws it into its work dir unless
+``--plot`` names the file, the preview only when ``--plot`` does.
 """
 
 from __future__ import annotations
@@ -15,14 +20,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 
 import yaml
 
 from stackscaler.cli import args as argtypes
-from stackscaler.model.spec import parse_resource
-from stackscaler.sim.engine import SimConfig, simulate
+from stackscaler.cli.files import UsageError
+from stackscaler.model.spec import Resource, parse_resource
+from stackscaler.sim.chart import Chart, Mark, Panel
+from stackscaler.sim.engine import SimConfig, Step, simulate
 from stackscaler.sim.trace import nasa_trace
 
 # The trace starts 1995-07-01 00:00 server time (UTC-4).
@@ -73,20 +82,42 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(no Go, no processes)",
     )
     m.add_argument(
+        "--plot",
+        type=argtypes.plot_file,
+        metavar="OUT.png|OUT.svg",
+        help="where to draw demand, ready and desired capacity per tier with the scale actions "
+        "(needs the 'plot' extra; default: demo.png in the live demo's work dir, none for "
+        "the preview)",
+    )
+    m.add_argument(
         "--days",
         type=argtypes.positive,
         help=f"preview: days of the trace to replay (default {PREVIEW_DAYS:g}; implies --preview)",
     )
 
 
+def _plot_target(text: str | None) -> Path | None:
+    """The ``--plot`` file, checked before anything starts (a run takes minutes)."""
+    if text is None:
+        return None
+    from stackscaler.sim.plot import require_matplotlib  # noqa: PLC0415
+
+    require_matplotlib()
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise UsageError(f"--plot {text}: no directory {str(path.parent)!r}")
+    return path
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    plot = _plot_target(args.plot)
     if args.preview or args.days is not None:
-        return preview(args.days or PREVIEW_DAYS, args.scale or PREVIEW_SCALE)
+        return preview(args.days or PREVIEW_DAYS, args.scale or PREVIEW_SCALE, plot)
     # the live demo imports boto3, kubernetes and friends: only when it runs
     from stackscaler.demo.live import DemoOptions, DemoUnavailable, ci, run_live  # noqa: PLC0415
 
     options = DemoOptions(
-        duration=args.duration, minute_seconds=args.minute_seconds, scale=args.scale
+        duration=args.duration, minute_seconds=args.minute_seconds, scale=args.scale, plot=plot
     )
     try:
         return run_live(options)
@@ -101,13 +132,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        return preview(PREVIEW_DAYS, args.scale or PREVIEW_SCALE)
+        return preview(PREVIEW_DAYS, args.scale or PREVIEW_SCALE, plot)
 
 
-def preview(days: float, scale: float) -> int:
+def example_web() -> Resource:
+    """The WebTier of examples/stack.yaml (as packaged), which the preview replays."""
     text = resources.files("stackscaler").joinpath("data/stack.yaml").read_text("utf-8")
     web = next(d for d in yaml.safe_load_all(text) if d and d.get("kind") == "WebTier")
-    resource = parse_resource(web, source="examples/stack.yaml")
+    return parse_resource(web, source="examples/stack.yaml")
+
+
+def preview_chart(resource: Resource, steps: Sequence[Step], days: float, scale: float) -> Chart:
+    """The preview's picture: its one tier, a mark wherever the desired capacity changed."""
+    x = tuple((s.time - TRACE_START).total_seconds() / 3600 for s in steps)
+    desired = tuple(float(s.desired) for s in steps)
+    marks = tuple(
+        Mark(x[i], desired[i], desired[i] > desired[i - 1])
+        for i in range(1, len(steps))
+        if desired[i] != desired[i - 1]
+    )
+    panel = Panel(
+        title=f"WebTier {resource.key}: {len(marks)} scale actions",
+        x=x,
+        demand=tuple(s.demand / REQUESTS_PER_INSTANCE for s in steps),
+        ready=tuple(float(s.ready) for s in steps),
+        desired=desired,
+        marks=marks,
+    )
+    return Chart(
+        f"stackscaler demo (PREVIEW): NASA-HTTP July 1995, {days:g} day(s), requests x {scale:g}",
+        (panel,),
+        xlabel="hours since 1995-07-01 00:00 EDT",
+    )
+
+
+def preview(days: float, scale: float, plot: Path | None = None) -> int:
+    resource = example_web()
     trace = nasa_trace()
     minutes = min(len(trace.demand), max(1, int(days * 1440)))
     demand = [r * scale for r in trace.demand[:minutes]]
@@ -164,6 +224,11 @@ def preview(days: float, scale: float) -> int:
         f"minutes over 100% CPU: {summary.under_provisioned_minutes:,.0f} of "
         f"{total_minutes:,.0f} ({pct:.2f}%); scale actions: {summary.scale_actions}"
     )
+    if plot is not None:
+        from stackscaler.sim.plot import draw  # noqa: PLC0415
+
+        draw(preview_chart(resource, steps, days, scale), plot)
+        print(f"picture: {plot} (demand, ready and desired capacity, scale actions marked)")
     if math.isclose(summary.capacity_unit_hours, 0):
         return 1
     return 0

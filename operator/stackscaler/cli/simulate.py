@@ -101,6 +101,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--json", metavar="OUT", help="write the report as JSON (- for stdout)")
     s.add_argument(
         "--plot",
+        type=argtypes.plot_file,
         metavar="OUT.png|OUT.svg",
         help="draw demand, ready and desired capacity (needs the 'plot' extra)",
     )
@@ -130,8 +131,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not resource.scaling.metrics:
         raise UsageError(f"{resource.key}: has no metrics to simulate")
     trace = load_trace(args.trace)
-    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg"):
-        raise UsageError(f"--plot {args.plot}: the file must end in .png or .svg")
     policies = list(dict.fromkeys(args.policy or ["default"]))
     try:
         cfg = RunConfig(

@@ -24,10 +24,15 @@ The story, on an event loop (every blocking call in a small thread pool):
   terminal (elsewhere it is printed every 10 s);
 * a watchdog ends the story when a child dies.
 
+The load generator's ticks and the display's status reads and Events are
+recorded (:mod:`stackscaler.demo.timeline`, bounded) for the picture.
+
 The story ends at its end, after ``--duration`` seconds, on Ctrl-C or
 SIGTERM; then, again in the main thread, the operator, moto and the
 control plane are stopped (its folder removed), the logs are kept in
-``<work dir>/logs`` and the summary is printed. Exit status: 0 when the
+``<work dir>/logs``, the picture of what was recorded is drawn (``--plot``,
+by default ``<work dir>/demo.png``) and the summary, which names it, is
+printed. Exit status: 0 when the
 story ran (also when cut short by Ctrl-C), 1 when something failed, 130 on
 Ctrl-C before the story started.
 """
@@ -43,7 +48,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,7 +85,9 @@ from stackscaler.demo.table import (
     render_table,
     tier_status,
 )
+from stackscaler.demo.timeline import Recorder, TierPoint, story_chart
 from stackscaler.devtools import controlplane as cp
+from stackscaler.sim.plot import PlotUnavailable, draw
 from stackscaler.sim.trace import nasa_trace
 
 T = TypeVar("T")
@@ -88,6 +95,8 @@ TICK_SECONDS = 1.0
 DISPLAY_SECONDS = 2.0
 PLAIN_TABLE_SECONDS = 10.0
 SCALE_REASONS = ("ScaledOut", "ScaledIn")
+PICTURE = "demo.png"
+"""The picture's name in the work dir when ``--plot`` names no file."""
 
 
 class DemoUnavailable(Exception):
@@ -100,6 +109,8 @@ class DemoOptions:
     """Wall seconds of story to play; None: the whole story."""
     minute_seconds: float = 2.0
     scale: float | None = None
+    plot: Path | None = None
+    """Where the picture goes (.png or .svg); None: ``<work dir>/demo.png``."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +193,7 @@ class Board:
     tallies, events) are frozen values replaced tick by tick.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: Sequence[str]) -> None:
         self.load: lm.Load | None = None
         self.caps: lm.Capacities | None = None
         self.backlog = 0
@@ -196,6 +207,10 @@ class Board:
         """Every Event of the demo's resources seen so far, by uid."""
         self.failure: str | None = None
         self.ended_by = ""
+        self.desired: dict[str, int | None] = {}
+        """Each tier's desiredCapacity as the display last read it."""
+        self.recorder = Recorder(kinds)
+        """The picture's timeline."""
 
 
 def _values(facts: StackFacts, board: Board) -> dict[str, float | None]:
@@ -241,6 +256,15 @@ def _rows(plan_: Plan, board: Board, statuses: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _by_kind(facts: StackFacts, web: T, workers: T, replicas: T, cache: T) -> dict[str, T]:
+    return {
+        facts.web.kind: web,
+        facts.workers.kind: workers,
+        facts.readers.kind: replicas,
+        facts.cache.kind: cache,
+    }
+
+
 def _over_what(t: Tier) -> str:
     limit = t.target_value * (1 + t.tolerance)
     if t.kind == "WorkerPool":
@@ -271,7 +295,7 @@ class Live:
         self.standin, self.cluster = standin, cluster
         self.children = tuple(children)
         self.controlplane_dir = controlplane_dir
-        self.board = Board()
+        self.board = Board([t.kind for t in plan_.facts.tiers])
         self.started = datetime.now(UTC)
         self.wall = 0.0
         """Wall seconds the story ran."""
@@ -377,16 +401,20 @@ class Live:
                 b.load, b.caps = load, caps
                 b.backlog, b.in_flight = max(0, visible + sent - done), in_flight
                 values = _values(facts, b)
-                units = {
-                    facts.web.kind: caps.web,
-                    facts.workers.kind: caps.workers,
-                    facts.readers.kind: caps.replicas,
-                    facts.cache.kind: caps.cache,
-                }
+                units = _by_kind(facts, caps.web, caps.workers, caps.replicas, caps.cache)
                 for t in facts.tiers:
                     b.tallies[t.kind] = b.tallies.get(t.kind, lm.TierTally()).add(
                         capacity=units[t.kind], over=lm.over_target(t, values.get(t.kind)), dt=dt
                     )
+                n = lm.needs(model, load)
+                needed = _by_kind(facts, n.web, n.workers, n.replicas, n.cache)
+                b.recorder.sample(
+                    story.minute_of_day(now),
+                    [
+                        TierPoint(needed[t.kind], units[t.kind], b.desired.get(t.kind))
+                        for t in facts.tiers
+                    ],
+                )
             except Exception as exc:  # a hiccup of the stand-in: the watchdog handles deaths
                 b.tick_errors += 1
                 b.last_error = f"{type(exc).__name__}: {exc}"
@@ -403,6 +431,13 @@ class Live:
                 continue
             wall = (e.time - self.started).total_seconds() if e.time is not None else self.wall
             clock = self.plan.story.clock(wall) if wall >= 0 else "setup"
+            if e.reason in SCALE_REASONS:
+                self.board.recorder.action(
+                    self.plan.story.minute_of_day(wall),
+                    e.kind,
+                    out=e.reason == "ScaledOut",
+                    message=e.message,
+                )
             tier = next((t.name for t in self.plan.facts.tiers if t.kind == e.kind), e.name)
             lines.append(
                 event_line(wall, clock, tier, reason=e.reason, message=e.message, width=width)
@@ -422,6 +457,8 @@ class Live:
                 statuses, events = await asyncio.gather(
                     call(self.cluster.statuses, facts.tiers), call(self.cluster.events, namespace)
                 )
+                for t in facts.tiers:
+                    self.board.desired[t.kind] = tier_status(statuses.get(t.kind)).desired
             except Exception as exc:
                 self.screen.say(f"(cannot read the control plane: {exc})")
                 events = []
@@ -523,6 +560,7 @@ def run_live(options: DemoOptions, out: TextIO | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="stackscaler-demo-"))
     logs, cp_dir = workdir / "logs", workdir / "controlplane"
     logs.mkdir()
+    picture = options.plot or workdir / PICTURE
     span = f"{story.clock(0)}-{minute_of_day_label(story.start_minute_of_day + len(story.demand))}"
     say(
         "stackscaler demo: the stack of examples/stack.yaml on a real Kubernetes API server, "
@@ -544,6 +582,7 @@ def run_live(options: DemoOptions, out: TextIO | None = None) -> int:
         "demo overrides of examples/stack.yaml:",
         *(f"  - {n}" for n in p.stack.notes),
         f"work dir: {workdir} (logs in {logs}; the control plane in {cp_dir})",
+        f"picture at the end: {picture}",
     )
 
     children: list[Child] = []
@@ -619,7 +658,8 @@ def run_live(options: DemoOptions, out: TextIO | None = None) -> int:
             logs=logs,
         )
     if live is not None and live.wall > 0:
-        _summary(screen, live, stopped, workdir, logs)
+        drawn = _picture(screen, live, picture)
+        _summary(screen, live, stopped=stopped, workdir=workdir, logs=logs, picture=drawn)
     else:
         say("stopped: " + "; ".join(stopped), f"logs: {logs}")
     if live is not None and live.board.failure:
@@ -639,13 +679,8 @@ def _teardown(
     logs: Path,
 ) -> list[str]:
     """Stop everything the demo started, whatever happened; what was stopped, for people."""
-
-    def patience(signum: int, frame: FrameType | None) -> None:
-        screen.say("stopping everything the demo started, a few seconds ...")
-
-    old = {s: signal.signal(s, patience) for s in (signal.SIGINT, signal.SIGTERM)}
     stopped: list[str] = []
-    try:
+    with _patience(screen, "stopping everything the demo started, a few seconds ..."):
         by_name = {c.name: c for c in children}
         operator = by_name.get("operator")
         if operator is not None:
@@ -678,13 +713,57 @@ def _teardown(
             )
         shutil.rmtree(cp_dir, ignore_errors=True)
         stopped.append(f"{cp_dir} {'still exists!' if cp_dir.exists() else 'removed'}")
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
     return stopped
 
 
-def _summary(screen: Screen, live: Live, stopped: list[str], workdir: Path, logs: Path) -> None:
+@contextlib.contextmanager
+def _patience(screen: Screen, note: str) -> Iterator[None]:
+    """Ctrl-C and SIGTERM only print ``note`` while the block runs (it must finish)."""
+
+    def patience(signum: int, frame: FrameType | None) -> None:
+        screen.say(note)
+
+    old = {s: signal.signal(s, patience) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _picture(screen: Screen, live: Live, out: Path) -> str:
+    """Draw what was recorded of the story into ``out``; the summary's line about it."""
+    timeline = live.board.recorder.timeline()
+    if not timeline.samples:
+        return "picture: none (nothing was recorded)"
+    chart = story_chart(timeline, live.plan.facts.tiers, live.plan.story)
+    with _patience(screen, "drawing the picture, a few seconds ..."):
+        try:
+            draw(chart, out)
+        except PlotUnavailable as exc:
+            return f"picture: none ({exc})"
+        except Exception as exc:  # the summary matters more than the picture
+            return f"picture: not written ({type(exc).__name__}: {exc})"
+    dropped = (
+        f"; {timeline.dropped_actions} later scale actions not marked"
+        if timeline.dropped_actions
+        else ""
+    )
+    return (
+        f"picture: {out} (demand, ready and desired capacity per tier over the story, "
+        f"scale actions marked{dropped})"
+    )
+
+
+def _summary(
+    screen: Screen,
+    live: Live,
+    *,
+    stopped: list[str],
+    workdir: Path,
+    logs: Path,
+    picture: str,
+) -> None:
     p, b = live.plan, live.board
     story = p.story
     scale = [e for e in b.events.values() if e.reason in SCALE_REASONS]
@@ -721,6 +800,7 @@ def _summary(screen: Screen, live: Live, stopped: list[str], workdir: Path, logs
         f"logs: {logs} ({', '.join(log_names)}); resources as applied: "
         f"{workdir / 'stack-demo.yaml'}",
         "stopped: " + "; ".join(stopped),
+        picture,
     ]
     screen.say(
         "", *render_summary(rows, heading=heading, first_scale_out=first_text, footer=footer)

@@ -145,6 +145,29 @@ def load_at(model: LoadModel, demand: float, caps: Capacities) -> Load:
 
 
 @dataclass(frozen=True)
+class Needs:
+    """Units each tier would need at 100% to serve one moment's load (the pictures' demand)."""
+
+    web: float
+    """Web instances: requests / what one serves at 100% CPU."""
+    workers: float
+    """Workers: job arrivals per wall second x seconds per job."""
+    replicas: float
+    """Read replicas: reads / what one DB instance serves, less the source (>= 0)."""
+    cache: float
+    """Cache nodes: operations / what one node serves at 100%."""
+
+
+def needs(model: LoadModel, load: Load) -> Needs:
+    return Needs(
+        web=load.demand / model.web_requests_per_instance,
+        workers=load.jobs / model.minute_seconds * model.seconds_per_job,
+        replicas=max(0.0, load.reads / model.reads_per_db_instance - 1.0),
+        cache=load.cache_ops / model.cache_ops_per_node,
+    )
+
+
+@dataclass(frozen=True)
 class Datum:
     metric: MetricId
     value: float

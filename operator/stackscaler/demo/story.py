@@ -55,6 +55,12 @@ class Story:
     def demand_at(self, wall_seconds: float) -> float:
         return self.demand[self.minute_at(wall_seconds)]
 
+    def minute_of_day(self, wall_seconds: float) -> float:
+        """The story's time of day in minutes (EDT), ``wall_seconds`` into the story (clamped
+        to the story; 582.5 is 09:42:30)."""
+        minutes = min(max(0.0, wall_seconds) / self.minute_seconds, float(len(self.demand)))
+        return self.start_minute_of_day + minutes
+
     def clock(self, wall_seconds: float) -> str:
         """The story's time of day, ``HH:MM`` (EDT), ``wall_seconds`` into the story."""
         return minute_of_day_label(self.start_minute_of_day + self.minute_at(wall_seconds))

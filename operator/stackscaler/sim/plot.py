@@ -1,16 +1,21 @@
-"""``--plot``: demand, ready and desired capacity over time, one panel per policy.
+"""``--plot``: draw a :class:`~stackscaler.sim.chart.Chart` with matplotlib.
 
-matplotlib is an optional extra (``pip install 'stackscaler[plot]'``).
+``stackscaler simulate --plot`` draws one panel per policy
+(:func:`report_chart`), ``stackscaler demo`` one per tier; both through
+:func:`draw`. matplotlib is an optional extra (``pip install 'stackscaler[plot]'``).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from stackscaler.errors import StackscalerError
+from stackscaler.sim.chart import DEMAND_LABEL, Chart, Panel, clock_label
 from stackscaler.sim.run import Report
 
 MISSING = (
@@ -28,29 +33,104 @@ def require_matplotlib() -> None:
         raise PlotUnavailable(MISSING)
 
 
-def plot(reports: Sequence[Report], out: str) -> None:
+def report_chart(reports: Sequence[Report]) -> Chart:
+    """One panel per policy's report (their series must have been recorded)."""
+    panels = []
+    for r in reports:
+        s = r.series
+        panels.append(
+            Panel(
+                title=(
+                    f"{r.policy}: {r.capacity_unit_hours:,.0f} unit-h ({r.oracle_ratio:.2f}x "
+                    f"oracle), {r.under_provisioned_minutes:,.0f} min under-provisioned"
+                ),
+                x=tuple(m / 60 for m in s.minutes),
+                demand=s.demand_units,
+                ready=tuple(float(v) for v in s.ready),
+                desired=tuple(float(v) for v in s.desired),
+            )
+        )
+    return Chart(f"{reports[0].tier} on {reports[0].trace}", tuple(panels))
+
+
+def render(chart: Chart) -> Any:
+    """The chart as a matplotlib Figure (the caller closes it: ``matplotlib.pyplot.close``)."""
     require_matplotlib()
     # imported by name: matplotlib is optional and has no stubs in the type-check environment
     importlib.import_module("matplotlib").use("Agg")
     plt = importlib.import_module("matplotlib.pyplot")
+    ticker = importlib.import_module("matplotlib.ticker")
 
-    n = len(reports)
+    n = len(chart.panels)
     fig, axes = plt.subplots(n, 1, sharex=True, figsize=(12, 2.6 * n + 0.6), squeeze=False)
-    for ax, r in zip(axes[:, 0], reports, strict=True):
-        s = r.series
-        hours = [m / 60 for m in s.minutes]
-        ax.plot(hours, s.demand_units, lw=0.6, color="0.5", label="demand (units at 100%)")
-        ax.step(hours, s.desired, where="post", lw=0.8, color="tab:orange", label="desired")
-        ax.step(hours, s.ready, where="post", lw=0.8, color="tab:blue", label="ready")
-        ax.set_title(
-            f"{r.policy}: {r.capacity_unit_hours:,.0f} unit-h ({r.oracle_ratio:.2f}x oracle), "
-            f"{r.under_provisioned_minutes:,.0f} min under-provisioned",
-            fontsize=9,
-        )
-        ax.set_ylabel("units")
-        ax.legend(loc="upper right", fontsize=7)
-    axes[-1, 0].set_xlabel("hours")
-    fig.suptitle(f"{reports[0].tier} on {reports[0].trace}", fontsize=10)
+    for i, (ax, p) in enumerate(zip(axes[:, 0], chart.panels, strict=True)):
+        ax.plot(p.x, p.demand, lw=0.6, color="0.5", label=DEMAND_LABEL)
+        ax.step(p.x, p.desired, where="post", lw=0.8, color="tab:orange", label="desired")
+        ax.step(p.x, p.ready, where="post", lw=0.8, color="tab:blue", label="ready")
+        for out, marker, color, label in (
+            (True, "^", "tab:green", "scale-out"),
+            (False, "v", "tab:red", "scale-in"),
+        ):
+            marks = [m for m in p.marks if m.out is out]
+            if marks:
+                ax.scatter(
+                    [m.x for m in marks],
+                    [m.y for m in marks],
+                    marker=marker,
+                    s=22,
+                    color=color,
+                    zorder=3,
+                    label=label,
+                )
+        for x, label in chart.moments:
+            ax.axvline(x, ls=":", lw=0.8, color="0.3")
+            if i == 0:
+                ax.annotate(
+                    label,
+                    (x, 0.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, 4),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="0.3",
+                )
+        ax.set_title(p.title, fontsize=9)
+        ax.set_ylabel(p.ylabel)
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.legend(loc="upper left", fontsize=7)
+    axes[-1, 0].set_xlabel(chart.xlabel)
+    if chart.clock:
+        axes[-1, 0].xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _pos: clock_label(x)))
+    fig.suptitle(chart.title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(Path(out))
-    plt.close(fig)
+    return fig
+
+
+def draw(chart: Chart, out: str | Path) -> None:
+    """Write the chart to ``out`` (.png or .svg)."""
+    fig = render(chart)
+    path = Path(out)
+    try:
+        if path.suffix.lower() == ".png":
+            _save_png(fig, path)
+        else:
+            fig.savefig(path)
+    finally:
+        importlib.import_module("matplotlib.pyplot").close(fig)
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    """A PNG of 256 colours: a chart of a few lines loses nothing to the eye, and a noisy
+    demand line over six hours takes a third of the bytes of matplotlib's RGBA PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    image = importlib.import_module("PIL.Image")  # Pillow comes with matplotlib
+    with image.open(buffer) as rgba:
+        rgb = rgba.convert("RGB")
+    rgb.quantize(colors=256, method=image.Quantize.FASTOCTREE).save(path, "PNG", optimize=True)
+
+
+def plot(reports: Sequence[Report], out: str) -> None:
+    draw(report_chart(reports), out)

@@ -2,7 +2,7 @@
 
 Builds an OperatorMetrics with N resources (kind WebTier, 20 namespaces, one
 scaling metric each; a decision with its time, the modes and one scale action
-per resource: about 12 per-resource series each), then times, in the same
+per resource: about 14 per-resource series each), then times, in the same
 run and on the same series, the body /metrics serves (the per-resource
 collector's own text plus generate_latest for the rest) and generate_latest
 over the whole registry (what /metrics served before). CPU seconds

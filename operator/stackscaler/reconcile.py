@@ -166,6 +166,7 @@ class Metrics(Protocol):
         late: float | None = None,
     ) -> None: ...
     def record_status_write(self, result: str) -> None: ...
+    def record_event(self, kind: str, type_: str, reason: str, result: str) -> None: ...
     def record_scale(self, kind: str, namespace: str, name: str, direction: Direction) -> None: ...
     def record_error(self, kind: str, namespace: str, name: str, exc: BaseException) -> None: ...
     def set_mode(
@@ -968,13 +969,18 @@ class Reconciler:
     async def _event(
         self, t: _Tick, type_: str, reason: str, message: str, *, key: str | None = None
     ) -> None:
+        result = "posted"
         if not self.event_budget.take(t.ref.uid, t.now.timestamp()):
             log.warning("%s: event budget spent; not posting %s: %s", t.ref, reason, message)
-            return
-        try:
-            await self.events.record(t.ref, type_, reason, safe_text(message, 1024), key=key)
-        except Exception:  # an event that cannot be posted never stops a tick
-            log.warning("cannot post event %s for %s", reason, t.ref, exc_info=True)
+            result = "suppressed"
+        else:
+            try:
+                await self.events.record(t.ref, type_, reason, safe_text(message, 1024), key=key)
+            except Exception:  # an event that cannot be posted never stops a tick
+                log.warning("cannot post event %s for %s", reason, t.ref, exc_info=True)
+                result = "failed"
+        if self.metrics is not None:
+            self.metrics.record_event(t.ref.kind, type_, reason, result)
 
     async def _write(self, t: _Tick, status: dict[str, Any], *, force: bool = False) -> None:
         """Keep ``status`` as the one the next tick starts from; write it unless it may wait.

@@ -127,7 +127,8 @@ def test_render_is_what_generate_latest_writes_from_collect() -> None:
     reference = generate_latest(collector).decode()
 
     assert samples(text) == samples(reference)
-    assert len(samples(text)) == 7 * 17  # 4 capacities, 3+1 per metric, 1 time, 6 counters, 2 modes
+    # 4 capacities, 2 in flight, 3+1 per metric, 1 time, 6 counters, 2 modes
+    assert len(samples(text)) == 7 * 19
     assert families(text) == [f.exposed_name for f in FAMILIES]
     assert text == reference  # same order, same escaping, same numbers: byte for byte
 
@@ -185,7 +186,7 @@ def test_hostile_label_values_round_trip(hostile: str) -> None:
     assert samples(text) == samples(generate_latest(m.resource_series).decode())
     assert families(text) == [f.exposed_name for f in FAMILIES]  # nothing injected
     parsed = [s for f in text_string_to_metric_families(text) for s in f.samples]
-    assert len(parsed) == 12
+    assert len(parsed) == 14
     for s in parsed:
         assert (s.labels["kind"], s.labels["namespace"], s.labels["name"]) == res
     value = next(s for s in parsed if s.name == "stackscaler_metric_value")
@@ -211,6 +212,8 @@ def test_any_label_values_round_trip(
         desired=2,
         min_capacity=1,
         max_capacity=3,
+        starting=1,
+        leaving=0,
         metrics=[(metric_name, 0.5, 1.0)],
         direction="Out",
         limited_by="none",
@@ -219,7 +222,7 @@ def test_any_label_values_round_trip(
     text = s.render()
     assert text == generate_latest(s).decode()
     parsed = [x for f in text_string_to_metric_families(text) for x in f.samples]
-    assert len(parsed) == 8
+    assert len(parsed) == 10
     for x in parsed:
         assert (x.labels["kind"], x.labels["namespace"], x.labels["name"]) == res
 
@@ -240,7 +243,7 @@ def test_forget_removes_every_series_from_both_ways_out() -> None:
     kind, namespace, name = RESOURCES[0]
     text = m.resource_series.render()
     left = samples(text)
-    assert len(left) == 17
+    assert len(left) == 19
     assert all(dict(labels)["name"] == name for _, labels, _ in left)
     assert left == samples(generate_latest(m.resource_series).decode())
 
@@ -370,5 +373,5 @@ def test_render_while_other_threads_record_and_forget() -> None:
 def test_bench_exposition_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_exposition.main(["--resources", "40", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
-    assert "480 per-resource series" in out
+    assert "560 per-resource series" in out
     assert "ratio:" in out

@@ -99,6 +99,20 @@ def test_record_decision_sets_capacities_bounds_and_metric_series(m: OperatorMet
     )
 
 
+def test_capacity_in_flight_follows_each_decision(m: OperatorMetrics) -> None:
+    spec = scaling([metric("cpu", 50)], max_capacity=20)
+    # 6 units, 2 of them starting (the 4 ready ones carry the load), 1 being removed
+    starting = Observations(6, {"cpu": MetricObservation(50.0)}, starting=2, leaving=1)
+    m.record_decision(*ARGS, decide(spec, starting, History(), NOW))
+    assert val(m, "stackscaler_capacity_current", **RES) == 6
+    assert val(m, "stackscaler_capacity_starting", **RES) == 2
+    assert val(m, "stackscaler_capacity_leaving", **RES) == 1
+    settled = Observations(6, {"cpu": MetricObservation(50.0)})
+    m.record_decision(*ARGS, decide(spec, settled, History(), NOW))
+    assert val(m, "stackscaler_capacity_starting", **RES) == 0  # known to be none: 0, kept
+    assert val(m, "stackscaler_capacity_leaving", **RES) == 0
+
+
 def test_decisions_are_counted_by_direction_and_limit(m: OperatorMetrics) -> None:
     m.record_decision(*ARGS, three(3, cpu=300, rps=50, latency=0.1))
     m.record_decision(*ARGS, three(3, cpu=300, rps=50, latency=0.1))
@@ -283,6 +297,25 @@ def test_error_labels_are_bounded_and_never_carry_messages(m: OperatorMetrics) -
     assert val(m, "stackscaler_errors_total", **RES, error="other") == 2
 
 
+def test_events_are_counted_by_kind_type_reason_and_result(m: OperatorMetrics) -> None:
+    m.record_event("WebTier", "Normal", "ScaledOut", "posted")
+    m.record_event("WebTier", "Normal", "ScaledOut", "posted")
+    m.record_event("WebTier", "Warning", "TargetNotFound", "suppressed")
+    m.record_event("CachePool", "Warning", "AccessDenied", "failed")
+    events = "stackscaler_events_total"
+    assert val(m, events, kind="WebTier", type="Normal", reason="ScaledOut", result="posted") == 2
+    assert (
+        val(m, events, kind="WebTier", type="Warning", reason="TargetNotFound", result="suppressed")
+        == 1
+    )
+    assert (
+        val(m, events, kind="CachePool", type="Warning", reason="AccessDenied", result="failed")
+        == 1
+    )
+    with pytest.raises(ValueError, match="unknown Event result"):
+        m.record_event("WebTier", "Normal", "ScaledOut", "sent")
+
+
 def test_scale_actions_count_out_and_in_only(m: OperatorMetrics) -> None:
     m.record_scale(*ARGS, Direction.OUT)
     m.record_scale(*ARGS, Direction.OUT)
@@ -376,12 +409,15 @@ EXPECTED = {
     "stackscaler_capacity_desired": "gauge",
     "stackscaler_capacity_min": "gauge",
     "stackscaler_capacity_max": "gauge",
+    "stackscaler_capacity_starting": "gauge",
+    "stackscaler_capacity_leaving": "gauge",
     "stackscaler_metric_value": "gauge",
     "stackscaler_metric_target": "gauge",
     "stackscaler_metric_known": "gauge",
     "stackscaler_last_decision_timestamp_seconds": "gauge",
     "stackscaler_decisions": "counter",
     "stackscaler_status_writes": "counter",
+    "stackscaler_events": "counter",
     "stackscaler_errors": "counter",
     "stackscaler_scale_actions": "counter",
     "stackscaler_paused": "gauge",

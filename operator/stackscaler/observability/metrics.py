@@ -5,8 +5,8 @@ Label sets are bounded: resource labels are ``kind``, ``namespace`` and
 ``name`` (bounded by the number of managed resources); every other label takes
 values from a fixed set (directions, ``Limit`` values, error classes of an
 allow-list, AWS call outcomes) or from the resource's spec (metric names, at
-most 10 per resource) or from the code (AWS services and operations). Free
-text such as messages never goes into a label.
+most 10 per resource) or from the code (AWS services and operations, Event
+reasons). Free text such as messages never goes into a label.
 
 An unknown (or stale) metric has no ``stackscaler_metric_value`` series:
 missing is not zero. ``stackscaler_metric_known`` says whether it is known.
@@ -51,6 +51,10 @@ AWS_OUTCOMES = frozenset({"ok", "throttled", "denied", "not_found", "error"})
 """Outcomes of an AWS call; anything else is counted as ``error``."""
 
 STATUS_WRITE_RESULTS = ("written", "skipped")
+
+EVENT_RESULTS = frozenset({"posted", "suppressed", "failed"})
+"""What became of an Event: posted, suppressed (the resource's hourly Event budget was
+spent: logged, not posted) or failed (the API server refused it or could not be reached)."""
 
 RECONCILE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 """Seconds; a reconcile is mostly a few API calls, slow ones hit AWS throttling."""
@@ -146,6 +150,14 @@ class OperatorMetrics:
         )
         for result in STATUS_WRITE_RESULTS:
             self.status_writes.labels(result)  # both series from the start, at 0
+        self.events = Counter(
+            "stackscaler_events",
+            "Kubernetes Events about managed resources, by kind, type (Normal, Warning), reason "
+            'and result: "posted", "suppressed" (the resource\'s hourly Event budget was spent; '
+            'logged instead) or "failed".',
+            ("kind", "type", "reason", "result"),
+            registry=r,
+        )
         self.resources = Gauge(
             "stackscaler_resources",
             "Resources managed by the operator, by kind.",
@@ -189,6 +201,8 @@ class OperatorMetrics:
             desired=decision.desired,
             min_capacity=decision.min_capacity,
             max_capacity=decision.max_capacity,
+            starting=decision.starting,
+            leaving=decision.leaving,
             metrics=[
                 (m.name, m.value if m.state is MetricState.KNOWN else None, m.target)
                 for m in decision.metrics
@@ -205,6 +219,13 @@ class OperatorMetrics:
     def record_status_write(self, result: str) -> None:
         """Count a status write: ``result`` is "written" or "skipped"."""
         self.status_writes.labels(result).inc()
+
+    def record_event(self, kind: str, type_: str, reason: str, result: str) -> None:
+        """Count an Event: ``type_`` is Normal or Warning, ``reason`` the Event's reason (a
+        word from the code, never free text), ``result`` one of :data:`EVENT_RESULTS`."""
+        if result not in EVENT_RESULTS:
+            raise ValueError(f"unknown Event result {result!r}")
+        self.events.labels(kind, type_, reason, result).inc()
 
     def record_scale(self, kind: str, namespace: str, name: str, direction: Direction) -> None:
         """Count a capacity change carried out; ``Direction.NONE`` (no change) is not counted."""

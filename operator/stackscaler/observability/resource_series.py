@@ -1,7 +1,7 @@
 """The per-resource series (labelled ``kind``, ``namespace``, ``name``) as one collector.
 
 At a few thousand managed resources these are nearly all of the operator's
-series (about 14 per resource), and formatting them through prometheus_client
+series (about 16 per resource), and formatting them through prometheus_client
 one sample object at a time made a scrape cost half a second of CPU. Here they
 are plain values in dicts keyed by resource; each series keeps the head of its
 line (name and escaped labels) from when it was created, so a scrape only
@@ -77,6 +77,17 @@ FAMILIES = (
     CAPACITY_MAX := Family(
         "stackscaler_capacity_max",
         "Effective maximum capacity at the last decision (schedules applied).",
+        "gauge",
+    ),
+    CAPACITY_STARTING := Family(
+        "stackscaler_capacity_starting",
+        "Units of the current capacity still starting at the last decision (ordered, not yet "
+        "in the metrics: launching, in warm-up, replicas being created, pods not ready).",
+        "gauge",
+    ),
+    CAPACITY_LEAVING := Family(
+        "stackscaler_capacity_leaving",
+        "Units being removed at the last decision (not part of the current capacity).",
         "gauge",
     ),
     METRIC_VALUE := Family(
@@ -212,20 +223,25 @@ class ResourceSeries(TextCollector):
         desired: float,
         min_capacity: float,
         max_capacity: float,
+        starting: float,
+        leaving: float,
         metrics: Sequence[MetricReading],
         direction: str,
         limited_by: str,
         at: float | None,
     ) -> None:
-        """Capacities, bounds, per-metric value/target/known, one decision counted, and the
-        time when ``at`` is given. Metrics not in ``metrics`` (any more) lose their series;
-        an unknown metric has no value series and a metric without target no target one."""
+        """Capacities (units starting and leaving too), bounds, per-metric value/target/known,
+        one decision counted, and the time when ``at`` is given. Metrics not in ``metrics``
+        (any more) lose their series; an unknown metric has no value series and a metric
+        without target no target one."""
         with self._lock:
             r = self._resource(res)
             r.set(CAPACITY_CURRENT, current)
             r.set(CAPACITY_DESIRED, desired)
             r.set(CAPACITY_MIN, min_capacity)
             r.set(CAPACITY_MAX, max_capacity)
+            r.set(CAPACITY_STARTING, starting)
+            r.set(CAPACITY_LEAVING, leaving)
             seen: set[str] = set()
             for name, value, target in metrics:
                 seen.add(name)

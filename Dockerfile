@@ -10,11 +10,16 @@
 #
 # The image runs as uid/gid 10001 and writes nothing outside /tmp, so it works
 # with readOnlyRootFilesystem: true (mount an emptyDir at /tmp).
-# See docs/install.md. This image has not been built in this project's CI
-# (there is no Docker engine there); tests/packaging/test_dockerfile.py checks
-# this file statically.
+#
+# BASE_IMAGE is the image both stages start from: python:3.11-slim unless you
+# say otherwise. The tests build this Dockerfile with buildah on a base made
+# from Debian bookworm's own packages (python3, python3-venv, ca-certificates),
+# because no container registry is reachable where they run
+# (tests/e2e/test_image.py; docs/install.md). Any base with Python 3.11+
+# and its venv module works.
+ARG BASE_IMAGE=python:3.11-slim
 
-FROM python:3.11-slim AS builder
+FROM ${BASE_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -25,17 +30,24 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 
-# The wheel of the package itself (setuptools and wheel are fetched into pip's
-# isolated build environment and stay there), then the runtime environment: a
-# virtualenv without pip, populated by the builder's pip through --python.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv --without-pip /opt/venv \
- && python -m pip --python /opt/venv/bin/python install --prefer-binary /wheels/stackscaler-*.whl \
+# A throwaway build virtualenv holds the pip that does the work (the base's
+# own Python may have no pip, or refuse installs as externally managed). It
+# builds the wheel of the package itself (setuptools and wheel are fetched into
+# pip's isolated build environment and stay there), then populates the runtime
+# environment, a virtualenv without pip, through --python. Behind a proxy or a
+# private index, lend pip its configuration for this step only, as a build
+# secret that never reaches a layer:
+#   docker build --secret id=pipconf,src=$HOME/.config/pip/pip.conf .
+RUN --mount=type=secret,id=pipconf,target=/etc/pip.conf \
+    python3 -m venv /build \
+ && /build/bin/python -m pip wheel --no-deps --wheel-dir /wheels . \
+ && python3 -m venv --without-pip /opt/venv \
+ && /build/bin/python -m pip --python /opt/venv/bin/python install --prefer-binary /wheels/stackscaler-*.whl \
  && /opt/venv/bin/python -c "import stackscaler.cli" \
  && /opt/venv/bin/stackscaler run --help >/dev/null
 
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ARG VERSION=0.1.0
 # Set the repository URL at build time: --build-arg SOURCE=https://...

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit crds controlplane prometheus lua helm bench bench-scale clean
+.PHONY: demo test lint typecheck unit crds controlplane prometheus lua image-tools helm bench bench-scale clean
 
 # Create the virtualenv and install the package with its test extra; re-run
 # when pyproject.toml changes.
@@ -24,7 +24,7 @@ demo: $(STAMP) controlplane
 helm: $(STAMP)
 	$(BIN)/python -m tests.packaging.helm_tool
 
-test: $(STAMP) controlplane prometheus lua helm lint typecheck unit
+test: $(STAMP) controlplane prometheus lua image-tools helm lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench
@@ -45,31 +45,33 @@ controlplane: $(STAMP)
 	elif [ "$$CI" = "true" ]; then echo "CI=true but Go is missing: cannot build the control plane" >&2; exit 1; \
 	else echo "Go is not installed: tests that need the control plane will be skipped (see README)" >&2; fi
 
-# The real Prometheus server (Debian's package) for the Prometheus source's tests.
-# Installs it with apt-get when missing (root, or sudo); elsewhere those tests skip,
-# except under CI=true, where they fail.
-prometheus:
-	@if command -v prometheus >/dev/null 2>&1; then :; \
+# $(call debian,COMMANDS,PACKAGES,WHAT): install Debian's PACKAGES with apt-get (root, or
+# sudo) unless every one of COMMANDS is on PATH. Without apt-get, WHAT is skipped, except
+# under CI=true, where that fails.
+define debian
+	@missing=; for c in $(1); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  echo "installing Debian's prometheus package" >&2; \
+	  echo "installing Debian's $(2)" >&2; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	elif [ "$$CI" = "true" ]; then echo "CI=true but prometheus is missing and apt-get is not available" >&2; exit 1; \
-	else echo "prometheus is not installed: its tests will be skipped (apt-get install prometheus)" >&2; fi
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
+	elif [ "$$CI" = "true" ]; then echo "CI=true but$$missing missing and apt-get is not available" >&2; exit 1; \
+	else echo "$$missing not installed: $(3) will be skipped (apt-get install $(2))" >&2; fi
+endef
+
+# The real Prometheus server (Debian's package) for the Prometheus source's tests.
+prometheus:
+	$(call debian,prometheus,prometheus,the Prometheus tests)
 
 # Debian's lua5.4, which runs the Argo CD health check's tests (docs/gitops.md).
-# Installs it with apt-get when missing (root, or sudo); elsewhere those tests skip,
-# except under CI=true, where they fail.
 lua:
-	@if command -v lua5.4 >/dev/null 2>&1; then :; \
-	elif command -v apt-get >/dev/null 2>&1; then \
-	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  echo "installing Debian's lua5.4 package" >&2; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends lua5.4 >/dev/null; \
-	elif [ "$$CI" = "true" ]; then echo "CI=true but lua5.4 is missing and apt-get is not available" >&2; exit 1; \
-	else echo "lua5.4 is not installed: its tests will be skipped (apt-get install lua5.4)" >&2; fi
+	$(call debian,lua5.4,lua5.4,the Argo CD health check's tests)
+
+# buildah and mmdebstrap, which build the operator's image from the Dockerfile on a base
+# made from Debian's packages and run it (tests/e2e/test_image.py; docs/install.md).
+image-tools:
+	$(call debian,buildah mmdebstrap,buildah mmdebstrap,the image's build and run tests)
 
 # Decision quality and speed: every policy over the NASA trace and synthetic traces,
 # as ratios to the oracle measured in the same run (docs/simulate.md); then the CPU of

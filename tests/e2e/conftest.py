@@ -150,9 +150,7 @@ class OperatorProcess:
         self.port = free_port()
         log = self.workdir / f"operator-{self.starts}.log"
         self.logs.append(log)
-        args = [
-            str(STACKSCALER),
-            "run",
+        args = self.command(
             "--kubeconfig",
             str(self.kubeconfig),
             "--metrics-host",
@@ -161,10 +159,9 @@ class OperatorProcess:
             str(self.port),
             "--log-format",
             "json",
-        ]
-        for ns in self.namespaces:
-            args += ["--namespace", ns]
-        args += self.args
+            *(arg for ns in self.namespaces for arg in ("--namespace", ns)),
+            *self.args,
+        )
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 args,
@@ -195,13 +192,21 @@ class OperatorProcess:
                 pytest.fail(f"/readyz not 200 within {WAIT:g}s ({last}):\n{_tail(log)}")
             time.sleep(POLL)
 
+    def command(self, *run_args: str) -> list[str]:
+        """`stackscaler run` with ``run_args``: the command line (a subclass runs it elsewhere)."""
+        return [str(STACKSCALER), "run", *run_args]
+
+    def terminate(self, proc: subprocess.Popen[bytes]) -> None:
+        """Ask the operator to stop, as the kubelet does: SIGTERM."""
+        proc.terminate()
+
     def stop(self) -> int | None:
         """SIGTERM and wait (SIGKILL if it does not stop); the exit code."""
         proc = self.proc
         if proc is None:
             return None
         if proc.poll() is None:
-            proc.terminate()
+            self.terminate(proc)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

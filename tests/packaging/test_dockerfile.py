@@ -1,10 +1,12 @@
 """Static checks of the Dockerfile and .dockerignore.
 
-There is no Docker engine where these tests run, so the image is never built
-here: these tests read the Dockerfile as text and check what can be checked
-without building it (stages, base images, user, entrypoint, labels, what the
-final stage installs, what the build context holds). Whether the image builds
-and runs is not verified by them (docs/install.md says so).
+These tests read the Dockerfile as text and check what a user building it
+with Docker gets by default (stages, base images, user, entrypoint, labels,
+what the final stage installs, what the build context holds).
+tests/e2e/test_image.py builds and runs the image itself, with buildah, on a
+base made from Debian's packages (no registry is reachable there): these
+checks cover the parts that build cannot show, e.g. that the default base is
+python:3.11-slim.
 
 ``dockerfile_problems`` returns every problem it finds; the last tests feed it
 broken variants of the real file to show that each check can fail.
@@ -68,6 +70,7 @@ class Stage:
 def parse(text: str) -> list[Stage]:
     """Stages of a Dockerfile: comments dropped, continuation lines joined."""
     stages: list[Stage] = []
+    defaults: dict[str, str] = {}  # ARGs before the first FROM, which FROM lines may use
     pending: list[str] = []
     start = 0
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -89,7 +92,13 @@ def parse(text: str) -> list[Stage]:
         if instruction.keyword == "FROM":
             words = instruction.args.split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(words[0], name))
+            image = re.sub(
+                r"\$\{?(\w+)\}?", lambda m: defaults.get(m.group(1), m.group(0)), words[0]
+            )
+            stages.append(Stage(image, name))
+        elif instruction.keyword == "ARG" and not stages:
+            key, _, value = instruction.args.partition("=")
+            defaults[key.strip()] = value.strip().strip('"')
         elif stages:
             stages[-1].instructions.append(instruction)
     return stages
@@ -276,8 +285,18 @@ def _variant(old: str, new: str) -> list[str]:
 
 def test_single_stage_is_rejected() -> None:
     text = DOCKERFILE.read_text()
-    final = text[text.index("FROM python:3.11-slim\n") :]
+    final = text[text.index("FROM ${BASE_IMAGE}\n") :]
     assert dockerfile_problems(final) == ["expected two stages (builder, final), got 1"]
+
+
+def test_the_default_base_comes_from_the_base_image_argument() -> None:
+    other = _variant("ARG BASE_IMAGE=python:3.11-slim", "ARG BASE_IMAGE=python:3.12-alpine")
+    assert other == [
+        "stage builder is FROM python:3.12-alpine, not python:3.11-slim",
+        "stage final is FROM python:3.12-alpine, not python:3.11-slim",
+    ]
+    unset = _variant("ARG BASE_IMAGE=python:3.11-slim", "")
+    assert "stage final is FROM ${BASE_IMAGE}, not python:3.11-slim" in unset
 
 
 def test_root_or_named_user_is_rejected() -> None:

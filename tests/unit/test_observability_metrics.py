@@ -358,15 +358,25 @@ def test_aws_call_hook_counts_calls_by_outcome(m: OperatorMetrics) -> None:
 
 
 def test_limiter_wait_hook_counts_waits_from_the_real_limiter(m: OperatorMetrics) -> None:
-    limiters = RateLimiters({"sqs": RateLimit(1000.0, 1)}, on_wait=m.limiter_wait_hook())
+    now = [100.0]  # a clock that moves only when the limiter sleeps: no race with real time
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiters = RateLimiters(
+        {"sqs": RateLimit(1000.0, 1)},
+        on_wait=m.limiter_wait_hook(),
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
     bucket = limiters.bucket("sqs", "eu-west-1")
     bucket.acquire()  # the burst token: no wait
     assert val(m, "stackscaler_rate_limiter_waits_total", service="sqs", region="eu-west-1") in (
         None,
         0,
     )
-    waited = bucket.acquire()  # the bucket is empty: this one waits
-    assert waited > 0
+    waited = bucket.acquire()  # the bucket is empty: this one waits a token's 1 ms
+    assert waited == pytest.approx(0.001)
     labels = {"service": "sqs", "region": "eu-west-1"}
     assert val(m, "stackscaler_rate_limiter_waits_total", **labels) == 1
     assert val(m, "stackscaler_rate_limiter_wait_seconds_total", **labels) == pytest.approx(waited)

@@ -5,6 +5,7 @@ No I/O, no clock, no Kubernetes or AWS imports (a test enforces it).
 
 from stackscaler.policy.decide import decide
 from stackscaler.policy.history import History
+from stackscaler.policy.outlook import ScaleInOutlook, scale_in_outlook
 from stackscaler.policy.types import (
     Decision,
     Direction,
@@ -24,5 +25,7 @@ __all__ = [
     "MetricResult",
     "MetricState",
     "Observations",
+    "ScaleInOutlook",
     "decide",
+    "scale_in_outlook",
 ]

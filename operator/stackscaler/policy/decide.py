@@ -42,6 +42,7 @@ from stackscaler.policy.history import History
 from stackscaler.policy.rules import (
     effective_bounds,
     rate_limit,
+    scale_in_cooldown_until,
     step_scaling,
     target_tracking,
     utilization_need,
@@ -331,13 +332,10 @@ def decide(
             reasons.append(f"scale-out cooldown: {until - t:.0f}s left")
             proposal = current
     if proposal < current:
-        last = max(
-            (x for x in (history.last_scale_in, history.last_scale_out) if x is not None),
-            default=None,
-        )
-        if last is not None and t < last + b.scale_in.cooldown_seconds:
+        cooled = scale_in_cooldown_until(history, b.scale_in.cooldown_seconds)
+        if cooled is not None and t < cooled:
             limited = Limit.SCALE_IN_COOLDOWN
-            reasons.append(f"scale-in cooldown: {last + b.scale_in.cooldown_seconds - t:.0f}s left")
+            reasons.append(f"scale-in cooldown: {cooled - t:.0f}s left")
             proposal = current
     # warm-up: what the units starting will carry of a per-unit metric is not known yet
     # (AWS blocks scale-in until instance warm-up ends); totals and backlogs measure

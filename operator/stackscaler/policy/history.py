@@ -78,6 +78,20 @@ class History:
         """Lowest recommendation recorded within [t - window, t]."""
         return _window_head(self.scale_out_window, t, window)
 
+    def scale_in_held_until(self, level: int, window: float) -> float | None:
+        """Until when the scale-in window holds the capacity at ``level`` or above.
+
+        Scale-in follows the highest recommendation of its window (:meth:`max_in_window`),
+        so the window keeps ``level`` until the newest recommendation of ``level`` or more
+        that it records has left it: ``window`` seconds after that entry. From then on
+        ``max_in_window`` is below ``level`` (or None) unless a new recommendation of
+        ``level`` or more is recorded. None when the window records none, or has no length.
+        """
+        if window <= 0:
+            return None
+        held = [e_t for e_t, value in self.scale_in_window if value >= level]
+        return max(held) + window if held else None
+
     def net_change_in_period(self, t: float, period: float) -> int:
         """Net capacity change (increases minus decreases) in (t - period, t].
 

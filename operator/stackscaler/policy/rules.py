@@ -18,6 +18,7 @@ from stackscaler.model.spec import (
     StepScaling,
     TargetType,
 )
+from stackscaler.policy.history import History
 
 _EPS = 1e-9
 
@@ -145,3 +146,14 @@ def rate_limit(current: int, net_change_in_period: int, step: MaxStep, *, increa
     if increase:
         return max(current, base + change)
     return min(current, max(0, base - change))
+
+
+def scale_in_cooldown_until(history: History, cooldown_seconds: float) -> float | None:
+    """When the scale-in cooldown ends: ``cooldown_seconds`` after the last scale-in *or*
+    scale-out (a scale-out restarts it, as AWS simple scaling does). None before the first
+    scale action; a time in the past when it has already ended."""
+    last = max(
+        (x for x in (history.last_scale_in, history.last_scale_out) if x is not None),
+        default=None,
+    )
+    return None if last is None else last + cooldown_seconds

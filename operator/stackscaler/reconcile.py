@@ -104,6 +104,10 @@ Ticks are aligned to the poll interval, so a 30 s poll refreshes every 330 s
 (11 writes per resource per hour in steady state); 300 would be exactly 12, and
 the tick's jitter would make some refreshes come a tick early or late."""
 WINDOW_KEYS = ("scaleInWindow", "scaleOutWindow")
+VOLATILE_KEYS = frozenset(
+    {"lastDecision", "conditions", "history", "startingCapacity", "leavingCapacity"}
+)
+"""Status keys :func:`material` leaves out or reduces (see there)."""
 
 log = logging.getLogger("stackscaler.reconcile")
 
@@ -393,10 +397,11 @@ def material(status: Mapping[str, Any]) -> dict[str, Any]:
     """What of a status must reach the API server at once (the rest may wait).
 
     Volatile, so left out: the decision's time, reasons and metric values (the
-    metrics' names and states stay), condition messages, and the times of the
-    stabilization windows' entries (their values stay).
+    metrics' names and states stay), the units starting and leaving (what the
+    reasons say of them), condition messages, and the times of the stabilization
+    windows' entries (their values stay).
     """
-    out = {k: v for k, v in status.items() if k not in ("lastDecision", "conditions", "history")}
+    out = {k: v for k, v in status.items() if k not in VOLATILE_KEYS}
     decision = status.get("lastDecision")
     if isinstance(decision, dict):
         out["lastDecision"] = {
@@ -585,6 +590,8 @@ class Reconciler:
                 history=decision.history_if_held.to_dict(),
                 currentCapacity=seen.capacity.current,
                 desiredCapacity=decision.desired,
+                startingCapacity=seen.capacity.starting,
+                leavingCapacity=max(0, seen.capacity.removing),
             )
             return await self._failed(t, resource, exc, stage="ApplyFailed")
         return await self._record(
@@ -911,6 +918,8 @@ class Reconciler:
             {
                 "currentCapacity": capacity.current,
                 "desiredCapacity": decision.desired,
+                "startingCapacity": capacity.starting,
+                "leavingCapacity": max(0, capacity.removing),
                 "lastScaleTime": _epoch_ts(last),
                 "lastScaleOutTime": _epoch_ts(last_out),
                 "lastScaleInTime": _epoch_ts(last_in),

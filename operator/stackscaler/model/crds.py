@@ -961,6 +961,17 @@ def _status() -> JSON:
             "observedGeneration": integer("Generation of the last reconciled spec.", fmt="int64"),
             "currentCapacity": integer("Capacity observed at the target.", fmt="int64"),
             "desiredCapacity": integer("Capacity the policy decided.", fmt="int64"),
+            "startingCapacity": integer(
+                "Units of currentCapacity that do not produce the metrics yet (launching, in "
+                "warm-up, being created, not ready): capacity in flight, as of the last decision "
+                "written.",
+                fmt="int64",
+            ),
+            "leavingCapacity": integer(
+                "Units being removed, not part of currentCapacity, as of the last decision "
+                "written.",
+                fmt="int64",
+            ),
             "appliedCapacity": integer(
                 "Capacity the operator last set at the target (a different current capacity "
                 "means someone else changed it).",

@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 # The main job: examples/stack.yaml live on a local control plane with moto and the operator,
 # under launch-day traffic from the NASA trace (about 12 min; Ctrl-C ends it with a summary).
+# It ends with a picture of the story, <work dir>/demo.png (the summary names it; docs/demo.md).
 # Without Go it runs the preview (`stackscaler demo --preview`) instead, except under CI=true.
 demo: $(STAMP) controlplane
 	$(BIN)/stackscaler demo

@@ -85,3 +85,12 @@ class NotOwner(TemporaryError):
 class Deferred(TemporaryError):
     """A change was not sent: its turn in the client-side write limit would come
     after the tick's send-by time. Nothing was sent; the next tick decides again."""
+
+
+class KubernetesUnavailable(TemporaryError):
+    """The Kubernetes API server cannot be reached (connection, TLS, timeout) or answers
+    with a server error."""
+
+
+class NotInstalled(PermanentError):
+    """The cluster does not serve a stackscaler kind: its CRD is not installed."""

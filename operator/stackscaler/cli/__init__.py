@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from stackscaler import __version__
-from stackscaler.cli import commands, demo, dev, run, simulate
+from stackscaler.cli import commands, demo, dev, run, simulate, status
 from stackscaler.cli.files import UsageError
 from stackscaler.errors import InvalidSpec, StackscalerError
 
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_parser(sub)
     run.add_parser(sub)
     simulate.add_parser(sub)
+    status.add_parser(sub)
     return p
 
 
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dev": dev.cmd_dev,
         "run": run.cmd_run,
         "simulate": simulate.cmd_simulate,
+        "status": status.cmd_status,
     }
     try:
         return handlers[args.command](args)

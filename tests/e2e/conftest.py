@@ -46,6 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stackscaler.devtools import controlplane as cp
 from stackscaler.devtools.controlplane import exit_with_parent
+from tests.conftest import example
 from tests.integration.conftest import (
     REGION,
     Kubectl,
@@ -438,6 +439,22 @@ def aws(moto_server: MotoServer, aws_env: dict[str, str]) -> Aws:
         return boto3.client(service, region_name=REGION, endpoint_url=moto_server.endpoint)
 
     return Aws(make)
+
+
+def cpu_web_tier(namespace: str, group: str, **spec: Any) -> dict[str, Any]:
+    """The example WebTier on ``group``, scaled on its CloudWatch CPU alone, no schedules.
+
+    ``spec`` overrides top-level spec fields (e.g. ``maxCapacity=8``).
+    """
+    web = example("WebTier")
+    web["metadata"]["namespace"] = namespace
+    body = web["spec"]
+    body["target"]["name"] = group
+    body["metrics"] = body["metrics"][:1]
+    body["metrics"][0]["cloudWatch"]["dimensions"][0]["value"] = group
+    del body["schedules"]  # time-of-day independent bounds
+    body.update(spec)
+    return web
 
 
 # --- Kubernetes ------------------------------------------------------------------

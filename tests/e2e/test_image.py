@@ -30,7 +30,6 @@ import pytest
 
 import stackscaler
 from stackscaler.devtools import controlplane as cp
-from tests.conftest import example
 from tests.e2e import image as img
 from tests.e2e.conftest import (
     Aws,
@@ -38,6 +37,7 @@ from tests.e2e.conftest import (
     OperatorProcess,
     _tail,
     condition,
+    cpu_web_tier,
     event_messages,
     eventually,
     suffix,
@@ -201,15 +201,8 @@ def test_the_image_scales_out_a_web_tier(  # noqa: PLR0917
     aws.group_with_template(group, desired=2, max_size=50)
     aws.cpu(group, 90.0)  # target 50: 1.8 x the capacity
 
-    web = example("WebTier")
-    web["metadata"]["namespace"] = namespace
-    spec = web["spec"]
-    spec["target"]["name"] = group
-    spec["metrics"] = spec["metrics"][:1]  # CloudWatch CPU only
-    spec["metrics"][0]["cloudWatch"]["dimensions"][0]["value"] = group
-    del spec["schedules"]
-    spec["pollIntervalSeconds"] = 5
-    spec["warmupSeconds"] = 0  # moto's instances serve at once
+    # moto's instances serve at once: warmupSeconds 0
+    web = cpu_web_tier(namespace, group, pollIntervalSeconds=5, warmupSeconds=0)
     kube.apply(web)
 
     with tempfile.TemporaryDirectory(prefix="stackscaler-image-") as scratch:

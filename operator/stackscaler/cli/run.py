@@ -6,10 +6,15 @@ import argparse
 import asyncio
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stackscaler.cli.files import UsageError
-from stackscaler.handlers.operator import RunSettings, parse_selector, run_operator
-from stackscaler.leases import LeaseSettings, default_identity, default_namespace
+
+if TYPE_CHECKING:
+    from stackscaler.leases import LeaseSettings
+
+# The operator (kopf, the Kubernetes and AWS clients: about 1.4 s of imports) is
+# imported when `stackscaler run` runs, not for every other command's start.
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,6 +96,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _lease_settings(args: argparse.Namespace) -> LeaseSettings | None:
+    from stackscaler.leases import LeaseSettings, default_identity, default_namespace  # noqa: PLC0415
+
     if args.shards is None:
         return None
     duration = float(args.lease_duration)
@@ -109,6 +116,8 @@ def _lease_settings(args: argparse.Namespace) -> LeaseSettings | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from stackscaler.handlers.operator import RunSettings, parse_selector, run_operator  # noqa: PLC0415
+
     try:
         selector = parse_selector(args.selector)
     except ValueError as exc:

@@ -13,7 +13,9 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "operator" / "stackscaler"
-PURE = ("model", "policy")
+PURE = ("model", "policy", "forecast")
+# The pure layers, bottom up: each may import only the ones below it (and errors).
+LAYERS = ("model", "policy", "forecast")
 # Modules the pure core may never import: I/O, frameworks, clocks, processes.
 FORBIDDEN = {
     "kopf",
@@ -103,21 +105,43 @@ def test_pure_layers_read_no_clock(layer: str) -> None:
                 )
 
 
-def test_pure_layers_depend_only_on_pure_modules() -> None:
-    allowed = {"stackscaler", "stackscaler.errors", "stackscaler.model", "stackscaler.policy"}
-    for layer in PURE:
-        for path in _modules(layer):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if (
-                    isinstance(node, ast.ImportFrom)
-                    and node.module
-                    and node.module.startswith("stackscaler")
-                ):
-                    top = ".".join(node.module.split(".")[:2])
-                    assert top in allowed, f"{path.relative_to(ROOT)} imports {node.module}"
-    # and the model never depends on the policy
-    for path in _modules("model"):
-        assert "stackscaler.policy" not in path.read_text()
+def _stackscaler_imports(tree: ast.AST) -> set[str]:
+    """``stackscaler.<top>`` of every absolute stackscaler import (``import`` and ``from``)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module]
+        elif isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        names.update(
+            ".".join(m.split(".")[:2]) for m in modules if m.split(".")[0] == "stackscaler"
+        )
+    return names
+
+
+def _allowed(layer: str) -> set[str]:
+    below = LAYERS[: LAYERS.index(layer) + 1]
+    return {"stackscaler", "stackscaler.errors", *(f"stackscaler.{b}" for b in below)}
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_pure_layers_depend_only_on_lower_pure_layers(layer: str) -> None:
+    # model <- policy <- forecast: the policy never imports the forecast, the model neither
+    allowed = _allowed(layer)
+    for path in _modules(layer):
+        bad = _stackscaler_imports(ast.parse(path.read_text())) - allowed
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: not below {layer}"
+
+
+def test_layer_check_catches_an_upward_import() -> None:
+    tree = ast.parse("from stackscaler.forecast import build\nimport stackscaler.sim.run\n")
+    assert _stackscaler_imports(tree) == {"stackscaler.forecast", "stackscaler.sim"}
+    assert _stackscaler_imports(tree) - _allowed("policy") == {
+        "stackscaler.forecast",
+        "stackscaler.sim",
+    }
+    assert _stackscaler_imports(tree) - _allowed("forecast") == {"stackscaler.sim"}
 
 
 def test_only_handlers_import_kopf() -> None:

@@ -1,0 +1,99 @@
+"""From a forecast to capacity: the floor, and how it joins the reactive decision.
+
+The floor is the capacity the forecast's ``upper`` needs at the metric's target, by the
+policy's own target-tracking rule (``policy.rules.target_tracking``) with every unit
+ready and no tolerance band (a band is hysteresis around a current capacity; a floor
+has none), within the effective [min, max]. It only ever raises: the caller takes
+``max(reactive, floor)`` (:func:`raise_to_floor`), as AWS predictive scaling raises
+the group's minimum and never scales in on a prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from stackscaler.forecast.types import Forecast
+from stackscaler.model.spec import MetricTarget, ScalingSpec, TargetType
+from stackscaler.policy.rules import target_tracking
+from stackscaler.policy.types import Decision, Direction, Limit
+
+
+def units_for_load(load: float, target: MetricTarget) -> int:
+    """The capacity at which ``load`` meets ``target``.
+
+    ``AverageValue``: the load is the metric itself (a total), and the policy's rule
+    with no capacity yet is ``ceil(load / target)``. ``Value``: the load is the per-unit
+    metric summed over the units (AWS's total CPU); one unit carrying all of it reads
+    ``load``, and the policy's rule for one unit is ``ceil(1 x load / target)``: the same
+    need however the load is spread.
+    """
+    if load <= 0:
+        return 0
+    if target.type is TargetType.VALUE:
+        return target_tracking(1, load, target, 0.0)
+    return target_tracking(0, load, target, 0.0)
+
+
+def load_of(value: float, units: int, target: MetricTarget) -> float:
+    """The load a metric reading stands for: ``value`` for a total (``AverageValue``),
+    ``value x units`` for a per-unit metric (``Value``: average CPU x units serving)."""
+    return value * units if target.type is TargetType.VALUE else value
+
+
+def capacity_floor(
+    forecast: Forecast, target: MetricTarget, min_capacity: int, max_capacity: int
+) -> int:
+    """The capacity the forecast's ``upper`` needs, within ``[min_capacity, max_capacity]``
+    (the effective bounds: never above max). Monotone in the forecast."""
+    need = units_for_load(forecast.upper, target)
+    return max(min_capacity, min(need, max_capacity))
+
+
+def raise_to_floor(
+    decision: Decision, floor: int, spec: ScalingSpec, now: datetime, why: str
+) -> Decision:
+    """``max(reactive, floor)``: the decision raised to the forecast's floor, never lowered.
+
+    A floor acts as a raised minimum does (rule 8, bounds win): at once, through
+    cooldowns and rate limits, never above the effective max. The history records the
+    scale action actually taken (so cooldowns and rate-limit periods count it);
+    ``why`` says where the floor comes from (for reasons and the headline).
+    """
+    capped = floor > decision.max_capacity
+    floor = min(floor, decision.max_capacity)
+    if floor <= decision.desired:
+        return decision
+    current, desired = decision.current, floor
+    t = now.timestamp()
+    b = spec.behavior
+    keep = max(
+        (s.max_step.period_seconds for s in (b.scale_out, b.scale_in) if s.max_step is not None),
+        default=0,
+    )
+    history = decision.history_if_held.with_scale(t, desired - current, keep_seconds=keep)
+    direction = (
+        Direction.OUT
+        if desired > current
+        else Direction.IN
+        if desired < current
+        else Direction.NONE
+    )
+    reason = f"forecast floor {floor}: {why}"
+    limited: Limit | None = Limit.MAX_CAPACITY if capped else None
+    if direction is Direction.NONE:
+        headline = f"hold {current}: {reason}"
+        last = f"no change: {current}"
+    else:
+        headline = f"{current} -> {desired}: {reason}"
+        last = f"{current} -> {desired}"
+    reasons = (*decision.reasons[:-1], reason, last)
+    return replace(
+        decision,
+        desired=desired,
+        direction=direction,
+        limited_by=limited,
+        reasons=reasons,
+        history=history,
+        headline=headline,
+    )

@@ -8,8 +8,11 @@ from pathlib import Path
 
 from stackscaler.cli import args as argtypes
 from stackscaler.cli.files import UsageError, read_documents
+from stackscaler.errors import InvalidSpec
+from stackscaler.forecast import PredictiveMode, PredictiveSettings
+from stackscaler.forecast.types import DAY
 from stackscaler.model.spec import Resource, parse_resource
-from stackscaler.sim.policies import POLICIES
+from stackscaler.sim.policies import POLICIES, PREDICTIVE_POLICIES
 from stackscaler.sim.report import preamble, table, to_json
 from stackscaler.sim.run import DEFAULT_PRICE, RunConfig, compare
 from stackscaler.sim.trace import load_trace
@@ -25,13 +28,49 @@ def _step(text: str) -> float:
 def _policies(text: str) -> list[str]:
     names = [p.strip() for p in text.split(",") if p.strip()]
     if names == ["all"]:
-        return list(POLICIES)
+        return ["all"]
+    known = (*POLICIES, *PREDICTIVE_POLICIES)
     for n in names:
-        if n not in POLICIES:
+        if n not in known:
             raise argparse.ArgumentTypeError(
-                f"unknown policy {n!r}; choose from {', '.join(POLICIES)} or all"
+                f"unknown policy {n!r}; choose from {', '.join(known)} or all"
             )
     return names
+
+
+def _history_days(text: str) -> float:
+    value = argtypes.positive(text)
+    if not 2 <= value <= 14:
+        raise argparse.ArgumentTypeError(f"must be within 2-14 days, got {text}")
+    return value
+
+
+def _predictive(args: argparse.Namespace, resource: Resource) -> PredictiveSettings | None:
+    """``--predictive`` and its flags as the settings ``spec.predictive`` will parse into."""
+    if args.predictive is None:
+        for flag, value in (
+            ("--predictive-metric", args.predictive_metric),
+            ("--lead", args.lead),
+            ("--history-days", args.history_days),
+        ):
+            if value is not None:
+                raise UsageError(f"{flag} needs --predictive ForecastOnly|ForecastAndScale")
+        return None
+    metric = args.predictive_metric
+    if metric is None:
+        metric = next((m.name for m in resource.scaling.metrics if m.target is not None), None)
+        if metric is None:
+            raise UsageError(f"{resource.key}: --predictive needs a target-tracking metric")
+    days = 14.0 if args.history_days is None else args.history_days
+    try:
+        return PredictiveSettings(
+            PredictiveMode(args.predictive),
+            metric,
+            history_seconds=round(days * DAY),
+            lead_seconds=None if args.lead is None else round(args.lead),
+        )
+    except InvalidSpec as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,7 +93,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=_policies,
         action="extend",
         metavar="NAME[,NAME]",
-        help=f"{', '.join(POLICIES)} or all; repeatable or comma-separated (default: default)",
+        help=f"{', '.join(POLICIES)} or all; with --predictive also reactive (the default "
+        "policy without the forecast); repeatable or comma-separated (default: default)",
     )
     s.add_argument(
         "--scale",
@@ -98,6 +138,30 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="USD",
         help=f"price per unit-hour (default {DEFAULT_PRICE}, m5.large)",
     )
+    s.add_argument(
+        "--predictive",
+        choices=[m.value for m in PredictiveMode],
+        help="the default policy forecasts its metric from its own history (refit every "
+        "hour, 24 h to fit and a day to back-test first) and, with ForecastAndScale, never "
+        "holds less than the forecast needs a lead ahead",
+    )
+    s.add_argument(
+        "--predictive-metric",
+        metavar="NAME",
+        help="the target-tracking metric forecast (default: the tier's first)",
+    )
+    s.add_argument(
+        "--lead",
+        type=argtypes.non_negative,
+        metavar="SECONDS",
+        help="how far ahead the forecast provisions (default: the tier's warm-up)",
+    )
+    s.add_argument(
+        "--history-days",
+        type=_history_days,
+        metavar="DAYS",
+        help="history the forecast is fitted on, 2-14 days (default 14)",
+    )
     s.add_argument("--json", metavar="OUT", help="write the report as JSON (- for stdout)")
     s.add_argument(
         "--plot",
@@ -131,7 +195,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not resource.scaling.metrics:
         raise UsageError(f"{resource.key}: has no metrics to simulate")
     trace = load_trace(args.trace)
-    policies = list(dict.fromkeys(args.policy or ["default"]))
+    predictive = _predictive(args, resource)
+    every = [*POLICIES, *(PREDICTIVE_POLICIES if predictive else ())]
+    names = [n for p in args.policy or ["default"] for n in (every if p == "all" else [p])]
+    policies = list(dict.fromkeys(names))
     try:
         cfg = RunConfig(
             step_seconds=args.step,
@@ -141,6 +208,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             starting_seconds=args.starting_seconds,
             price_per_unit_hour=args.price,
             record_series=bool(args.plot),
+            predictive=predictive,
         )
         if args.plot:
             from stackscaler.sim.plot import require_matplotlib  # noqa: PLC0415
@@ -152,6 +220,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(preamble(reports[0]))
     print()
     print(table(reports))
+    for r in reports:
+        if r.predictive is not None:
+            print(f"{r.policy}: {r.predictive.describe()}")
+            print(f"  last refit: {r.predictive.last}")
     if args.json:
         text = json.dumps(to_json(reports), indent=2)
         if args.json == "-":

@@ -2,7 +2,8 @@
 
 One :class:`Chart` is a title over panels that share their x axis; each
 :class:`Panel` draws demand (in capacity units at 100%), ready and desired
-capacity, and optionally the scale actions as :class:`Mark` s.
+capacity, optionally the scale actions as :class:`Mark` s, and the forecast
+and its capacity floor when the default policy forecasts.
 ``stackscaler simulate --plot`` makes one panel per policy
 (:func:`stackscaler.sim.plot.report_chart`), ``stackscaler demo`` one per
 tier (from its recorded timeline); :mod:`stackscaler.sim.plot` draws both
@@ -14,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEMAND_LABEL = "demand (units at 100%)"
+FORECAST_LABEL = "forecast (units at 100%)"
+FLOOR_LABEL = "forecast floor"
 SUFFIXES = (".png", ".svg")
 """The files ``--plot`` writes."""
 
@@ -38,11 +41,18 @@ class Panel:
     desired: tuple[float, ...]
     marks: tuple[Mark, ...] = ()
     ylabel: str = "units"
+    forecast: tuple[float, ...] = ()
+    """The forecast of the demand, in the same units (NaN: no forecast then; empty:
+    none drawn)."""
+    floor: tuple[float, ...] = ()
+    """The forecast's capacity floor (NaN: none then; empty: none drawn)."""
 
     def __post_init__(self) -> None:
         n = len(self.x)
         if not len(self.demand) == len(self.ready) == len(self.desired) == n:
             raise ValueError("a panel's series must be as long as its x")
+        if len(self.forecast) not in (0, n) or len(self.floor) not in (0, n):
+            raise ValueError("a panel's forecast and floor must be empty or as long as its x")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from stackscaler.errors import StackscalerError
-from stackscaler.sim.chart import DEMAND_LABEL, Chart, Panel, clock_label
+from stackscaler.sim.chart import (
+    DEMAND_LABEL,
+    FLOOR_LABEL,
+    FORECAST_LABEL,
+    Chart,
+    Panel,
+    clock_label,
+)
 from stackscaler.sim.run import Report
 
 MISSING = (
@@ -48,6 +55,8 @@ def report_chart(reports: Sequence[Report]) -> Chart:
                 demand=s.demand_units,
                 ready=tuple(float(v) for v in s.ready),
                 desired=tuple(float(v) for v in s.desired),
+                forecast=s.forecast_units,
+                floor=s.floor,
             )
         )
     return Chart(f"{reports[0].tier} on {reports[0].trace}", tuple(panels))
@@ -65,6 +74,12 @@ def render(chart: Chart) -> Any:
     fig, axes = plt.subplots(n, 1, sharex=True, figsize=(12, 2.6 * n + 0.6), squeeze=False)
     for i, (ax, p) in enumerate(zip(axes[:, 0], chart.panels, strict=True)):
         ax.plot(p.x, p.demand, lw=0.6, color="0.5", label=DEMAND_LABEL)
+        if p.forecast:
+            ax.plot(p.x, p.forecast, lw=0.9, color="tab:purple", label=FORECAST_LABEL)
+        if p.floor:
+            ax.step(
+                p.x, p.floor, where="post", lw=0.8, ls="--", color="tab:purple", label=FLOOR_LABEL
+            )
         ax.step(p.x, p.desired, where="post", lw=0.8, color="tab:orange", label="desired")
         ax.step(p.x, p.ready, where="post", lw=0.8, color="tab:blue", label="ready")
         for out, marker, color, label in (

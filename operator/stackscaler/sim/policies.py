@@ -2,7 +2,11 @@
 
 - ``default``: :func:`stackscaler.policy.decide` with the tier's own spec,
   every ``pollIntervalSeconds``, exactly as the operator runs it, told the
-  units starting (launched, not yet serving) as the actuators report them.
+  units starting (launched, not yet serving) as the actuators report them;
+  with predictive settings, raised to the forecast's floor
+  (:mod:`stackscaler.sim.predictive`).
+- ``reactive``: ``default`` without the forecast (only with predictive settings:
+  the comparison "with and without it" in one run).
 - ``hpa``: the Kubernetes HorizontalPodAutoscaler's own algorithm
   (:mod:`stackscaler.sim.hpa`): unready pods set aside, 10% tolerance,
   300 s scale-down stabilization, the default scale-up and scale-down
@@ -28,8 +32,11 @@ from typing import Protocol
 from stackscaler.model.spec import ScalingSpec
 from stackscaler.policy import History, MetricObservation, Observations, decide
 from stackscaler.sim.model import FeedSpec, Pool, Signals
+from stackscaler.sim.predictive import SimForecaster
 
 POLICIES = ("default", "hpa", "target-tracking", "static-peak", "oracle")
+PREDICTIVE_POLICIES = ("reactive",)
+"""Policies that exist only with predictive settings."""
 
 
 class Controller(Protocol):
@@ -62,8 +69,10 @@ class DecideController:
         interval_seconds: float,
         *,
         starting_seconds: float | None = None,
+        forecaster: SimForecaster | None = None,
     ) -> None:
         self.name = name
+        self.forecaster = forecaster
         self.spec = spec
         self.feeds = tuple(feeds)
         self.step_seconds = step_seconds
@@ -107,6 +116,8 @@ class DecideController:
         starting = self._starting(t0, pool)
         obs = Observations(pool.capacity, metrics, starting=starting, leaving=0)
         d = decide(self.spec, obs, self.history, now)
+        if self.forecaster is not None:
+            d = self.forecaster.adjust(i, now, signals, d)
         self.history = d.history
         self.last_reason = d.headline
         self._track(t0, pool.capacity, d.desired)

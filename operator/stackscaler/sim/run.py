@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from stackscaler.forecast import PredictiveSettings
 from stackscaler.model.spec import Resource, ScalingSpec
 from stackscaler.model.spec import warmup as operator_warmup
 from stackscaler.policy.rules import effective_bounds
@@ -29,6 +30,7 @@ from stackscaler.sim.policies import (
     PlanController,
     oracle_plan,
 )
+from stackscaler.sim.predictive import PredictiveSummary, SimForecaster
 from stackscaler.sim.target_tracking import TargetTrackingController
 from stackscaler.sim.trace import Trace
 
@@ -51,6 +53,9 @@ class RunConfig:
     price_per_unit_hour: float = DEFAULT_PRICE
     start: datetime = datetime(1995, 7, 1, 4, 0, tzinfo=UTC)
     record_series: bool = False
+    predictive: PredictiveSettings | None = None
+    """The default policy forecasts with these (``spec.predictive`` once the CRD has it);
+    None: no forecast. With them, the ``reactive`` policy is the default without it."""
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.step_seconds <= 60.0:
@@ -73,6 +78,11 @@ class Series:
     """Demand in units at 100% utilization."""
     ready: tuple[int, ...] = ()
     desired: tuple[int, ...] = ()
+    forecast_units: tuple[float, ...] = ()
+    """The forecast of the demand at each step, in units at 100% (NaN: none; empty
+    without a forecast)."""
+    floor: tuple[float, ...] = ()
+    """The forecast's capacity floor at each step (NaN: none)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ class Report:
     price_per_unit_hour: float
     cost: float
     series: Series = field(default=Series(), compare=False)
+    predictive: PredictiveSummary | None = None
+    """What the forecast did (the default policy with predictive settings)."""
 
     @property
     def oracle_ratio(self) -> float:
@@ -133,6 +145,7 @@ class Report:
             "max_backlog": None if self.max_backlog is None else round(self.max_backlog, 3),
             "price_per_unit_hour": self.price_per_unit_hour,
             "cost": round(self.cost, 2),
+            **({} if self.predictive is None else {"predictive": self.predictive.to_dict()}),
         }
 
 
@@ -207,10 +220,30 @@ def prepare(resource: Resource, trace: Trace, cfg: RunConfig) -> Prepared:
     return Prepared(tuple(demand), tuple(need), tuple(plan), target, warmup)
 
 
+def forecaster(resource: Resource, cfg: RunConfig) -> SimForecaster | None:
+    """The default policy's forecast, from ``cfg.predictive`` (None: no forecast). The lead
+    defaults to the operator's warm-up of the tier (the time a new unit needs to count)."""
+    settings = cfg.predictive
+    if settings is None:
+        return None
+    lead = settings.lead_seconds
+    if lead is None:
+        lead = operator_warmup(resource).seconds
+    return SimForecaster(
+        settings,
+        resource.scaling,
+        step_seconds=cfg.step_seconds,
+        lead_seconds=float(lead),
+        capacity_per_unit=cfg.capacity_per_unit,
+    )
+
+
 def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) -> Controller:
     spec = resource.scaling
     feeds = [feed_spec(m, cfg.step_seconds) for m in spec.metrics]
-    if name == "default":
+    if name in ("default", "reactive"):
+        if name == "reactive" and cfg.predictive is None:
+            raise ValueError("policy 'reactive' (default without the forecast) needs --predictive")
         starting = cfg.starting_seconds
         if starting is None:  # what the operator's actuators count as starting
             starting = float(operator_warmup(resource).seconds)
@@ -221,6 +254,7 @@ def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) ->
             cfg.step_seconds,
             float(spec.poll_interval_seconds),
             starting_seconds=starting,
+            forecaster=forecaster(resource, cfg) if name == "default" else None,
         )
     if name == "hpa":
         return HpaController(spec, feeds, cfg.step_seconds)
@@ -264,6 +298,9 @@ def run(
     rec = cfg.record_series
     s_ready: list[int] = []
     s_desired: list[int] = []
+    s_forecast: list[float] = []
+    s_floor: list[float] = []
+    fc = ctl.forecaster if isinstance(ctl, DecideController) else None
     capacity = initial
     interval = ctl.interval_steps
     start_ts = cfg.start
@@ -300,6 +337,9 @@ def run(
         if rec:
             s_ready.append(ready)
             s_desired.append(capacity)
+            if fc is not None:
+                s_forecast.append(fc.forecast_units)
+                s_floor.append(math.nan if fc.floor is None else float(fc.floor))
     hours = step / 3600.0
     cap_h = unit_steps * hours
     dem_h = demand_units * hours
@@ -312,6 +352,8 @@ def run(
             demand_units=tuple(d / cpu for d in demand),
             ready=tuple(s_ready),
             desired=tuple(s_desired),
+            forecast_units=tuple(s_forecast),
+            floor=tuple(s_floor),
         )
     return Report(
         policy=policy,
@@ -336,6 +378,7 @@ def run(
         price_per_unit_hour=cfg.price_per_unit_hour,
         cost=cap_h * cfg.price_per_unit_hour,
         series=series,
+        predictive=None if fc is None else fc.summary(),
     )
 
 

@@ -137,11 +137,13 @@ def test_dry_run_and_pause_change_nothing_in_aws_and_say_what_they_would_do(
         status = kube.status("WorkerPool", namespace, "workers")
         assert condition(status, "Paused")["status"] == "False", status.get("conditions")
         assert aws.desired(group) == 9
+        # the Event follows the SetDesiredCapacity (apply, then record): wait for it too
+        scaled = event_messages(kube, "WorkerPool", namespace, "workers", "ScaledOut")
+        assert [m.split(":")[0] for m in scaled] == ["2 -> 9"], scaled
 
-    eventually(acted, what="scaled once the pause is over")
+    eventually(acted, what="scaled once the pause is over, and said so once")
     assert op.sample("stackscaler_paused", labels) == 0
-    scaled = event_messages(kube, "WorkerPool", namespace, "workers", "ScaledOut")
-    assert [m.split(":")[0] for m in scaled] == ["2 -> 9"]
+    assert len(event_messages(kube, "WorkerPool", namespace, "workers", "ScaledOut")) == 1
     assert_spec_untouched(kube, namespace, [("WorkerPool", "workers")], before)
     assert not op.problems()
 

@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict -p stackscaler
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # Build kube-apiserver and etcd from the upstream Go modules pinned in
 # tests/controlplane/go.mod into .cache/controlplane/<versions>/ (no-op when built).

@@ -299,6 +299,41 @@ def test_capacity_floor_is_within_the_bounds(upper: float, lo: int, hi: int, flo
     assert capacity_floor(Forecast(0.0, upper / 2, upper), CPU, lo, hi) == floor
 
 
+@pytest.mark.parametrize(
+    ("upper", "target", "floor"),
+    [
+        (550.0, CPU, 10),  # 55% on each of 10: within the 0.2 band, the policy holds 10
+        (650.0, CPU, 13),  # 65%: beyond the band, ceil(650 / 50)
+        (300.0, CPU, 6),  # 30%: below the band (the caller's max keeps the reactive's)
+        (13000.0, RPM, 10),  # 1,300 per unit on 10 at 1,200: within the band
+        (15000.0, RPM, 13),
+    ],
+)
+def test_the_floor_is_the_policys_recommendation_at_the_current_capacity(
+    upper: float, target: MetricTarget, floor: int
+) -> None:
+    f = Forecast(0.0, upper, upper)
+    assert capacity_floor(f, target, 2, 40, current=10, tolerance=0.2) == floor
+    # the same as target tracking reading the forecast's load on 10 units, all ready
+    value = upper / 10 if target.type is TargetType.VALUE else upper
+    assert (
+        floor
+        == decide(
+            scaling(
+                [metric("x", target.value, str(target.type))],
+                min_capacity=2,
+                max_capacity=40,
+                tolerance=0.2,
+            ),
+            obs(10, x=value),
+            History(),
+            NOW,
+        )
+        .metrics[0]
+        .recommendation
+    )
+
+
 def _decision(current: int, cpu: float) -> tuple[ScalingSpec, Decision]:
     """A decision of a tier with no cooldown, window or rate limit, 2-20 units."""
     spec = scaling([metric("cpu", 50)], min_capacity=2, max_capacity=20)

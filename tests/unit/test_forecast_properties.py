@@ -160,15 +160,25 @@ targets = st.builds(
     b=st.floats(0.0, 1e7),
     lo=st.integers(0, 50),
     span=st.integers(0, 100),
+    current=st.integers(0, 200),
+    tolerance=st.sampled_from([0.0, 0.1, 0.2, 0.5]),
 )
 def test_the_floor_is_monotone_and_within_the_bounds(
-    target: MetricTarget, a: float, b: float, lo: int, span: int
+    *,
+    target: MetricTarget,
+    a: float,
+    b: float,
+    lo: int,
+    span: int,
+    current: int,
+    tolerance: float,
 ) -> None:
     hi = lo + span
     small, large = sorted((a, b))
-    f_small = capacity_floor(Forecast(0.0, small, small), target, lo, hi)
-    f_large = capacity_floor(Forecast(0.0, large, large), target, lo, hi)
-    assert lo <= f_small <= f_large <= hi
+    for kw in ({}, {"current": current, "tolerance": tolerance}):
+        f_small = capacity_floor(Forecast(0.0, small, small), target, lo, hi, **kw)  # type: ignore[arg-type]
+        f_large = capacity_floor(Forecast(0.0, large, large), target, lo, hi, **kw)  # type: ignore[arg-type]
+        assert lo <= f_small <= f_large <= hi
 
 
 def test_a_periodic_history_makes_a_ready_forecast_that_knows_its_shape() -> None:

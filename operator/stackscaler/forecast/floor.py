@@ -2,10 +2,11 @@
 
 The floor is the capacity the forecast's ``upper`` needs at the metric's target, by the
 policy's own target-tracking rule (``policy.rules.target_tracking``) with every unit
-ready and no tolerance band (a band is hysteresis around a current capacity; a floor
-has none), within the effective [min, max]. It only ever raises: the caller takes
-``max(reactive, floor)`` (:func:`raise_to_floor`), as AWS predictive scaling raises
-the group's minimum and never scales in on a prediction.
+ready: the recommendation the policy would make at the current capacity if it read the
+forecast's load now (its tolerance band included), within the effective [min, max].
+It only ever raises: the caller takes ``max(reactive, floor)`` (:func:`raise_to_floor`),
+as AWS predictive scaling raises the group's minimum and never scales in on a
+prediction.
 """
 
 from __future__ import annotations
@@ -42,11 +43,33 @@ def load_of(value: float, units: int, target: MetricTarget) -> float:
 
 
 def capacity_floor(
-    forecast: Forecast, target: MetricTarget, min_capacity: int, max_capacity: int
+    forecast: Forecast,
+    target: MetricTarget,
+    min_capacity: int,
+    max_capacity: int,
+    *,
+    current: int = 0,
+    tolerance: float = 0.0,
 ) -> int:
     """The capacity the forecast's ``upper`` needs, within ``[min_capacity, max_capacity]``
-    (the effective bounds: never above max). Monotone in the forecast."""
-    need = units_for_load(forecast.upper, target)
+    (the effective bounds: never above max). Monotone in the forecast.
+
+    With the resource's ``current`` capacity and ``tolerance``: the recommendation the
+    policy would make if it read the forecast's load now, every unit ready
+    (``target_tracking``): a load within the tolerance band of the current capacity
+    holds it, beyond the band it is ``ceil(load / target)``. The floor then anticipates
+    the reactive policy's own decision a lead ahead instead of moving its setpoint (a
+    floor at exactly the target would take away the band's slack and cost capacity
+    whenever the reactive policy rests in the upper half of its band). Without
+    ``current`` (0): ``ceil(load / target)``.
+    """
+    load = forecast.upper
+    if current <= 0 or load <= 0:
+        need = units_for_load(load, target)
+    elif target.type is TargetType.VALUE:
+        need = target_tracking(current, load / current, target, tolerance)
+    else:
+        need = target_tracking(current, load, target, tolerance)
     return max(min_capacity, min(need, max_capacity))
 
 

@@ -197,6 +197,8 @@ class SimForecaster:
             self.target,
             decision.min_capacity,
             decision.max_capacity,
+            current=decision.current,
+            tolerance=self.spec.tolerance,
         )
         self.floor = floor
         if floor <= decision.desired:

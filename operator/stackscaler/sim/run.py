@@ -268,6 +268,147 @@ def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) ->
     raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
 
 
+class TierRun:
+    """One tier's replay, one step at a time: its pool, its controller, the metrics it
+    produces and the tallies of its report. :func:`run` drives one over a trace;
+    :mod:`stackscaler.sim.stack` drives several in lockstep."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        policy: str,
+        cfg: RunConfig,
+        prep: Prepared,
+        row_seconds: float,
+        *,
+        ctl: Controller | None = None,
+    ) -> None:
+        self.resource = resource
+        self.policy = policy
+        self.cfg = cfg
+        self.prep = prep
+        self.ctl = ctl if ctl is not None else controller(policy, resource, prep, cfg)
+        self.row_fraction = cfg.step_seconds / row_seconds
+        """Of a row's demand arriving in one step."""
+        self.is_queue = resource.queue is not None
+        initial = prep.oracle[0] if policy in ("oracle", "static-peak") else prep.need[0]
+        if policy == "static-peak":
+            initial = max(prep.need, default=0)
+        self.pool = Pool(initial, prep.warmup)
+        self.backlog = 0.0
+        demand0 = prep.demand[0] if prep.demand else 0.0
+        cpu = cfg.capacity_per_unit
+        self.signals = Signals(utilization(demand0, initial, cpu), demand0, 0.0, initial)
+        self.capacity = initial
+        self.peak = initial
+        self.unit_steps = 0.0
+        self.demand_units = 0.0
+        self.under_steps = 0
+        self.worst = 0
+        self.max_backlog = 0.0
+        self.utils: list[float] = []
+        self.actions: list[tuple[float, int]] = []
+        self.reversals = 0
+        self.s_ready: list[int] = []
+        self.s_desired: list[int] = []
+        self.s_forecast: list[float] = []
+        self.s_floor: list[float] = []
+        self.forecaster = self.ctl.forecaster if isinstance(self.ctl, DecideController) else None
+
+    def decide(self, i: int) -> None:
+        """The controller's decision at step ``i`` (on its interval), applied to the pool."""
+        t = i * self.cfg.step_seconds
+        self.pool.advance(t)
+        if i % self.ctl.interval_steps:
+            return
+        now = self.cfg.start + timedelta(seconds=t)
+        desired = self.ctl.desired(i, now, self.pool, self.signals)
+        if desired == self.capacity:
+            return
+        direction = 1 if desired > self.capacity else -1
+        actions = self.actions
+        if actions and actions[-1][1] != direction and t - actions[-1][0] <= REVERSAL_SECONDS:
+            self.reversals += 1
+        actions.append((t, direction))
+        self.pool.resize(t, desired)
+        self.capacity = desired
+        self.peak = max(self.peak, desired)
+
+    def serve(self, d: float) -> None:
+        """Step ``i``'s demand ``d`` served by the units ready (after :meth:`decide`)."""
+        cpu = self.cfg.capacity_per_unit
+        ready = self.pool.ready
+        util = utilization(d, ready, cpu)
+        if self.is_queue:
+            self.backlog = max(0.0, self.backlog + (d - ready * cpu) * self.row_fraction)
+            self.max_backlog = max(self.max_backlog, self.backlog)
+        self.signals.record(util, d, self.backlog, ready)
+        self.utils.append(util)
+        self.unit_steps += self.capacity
+        self.demand_units += d / cpu
+        if util > 1.0 + 1e-12:
+            self.under_steps += 1
+            self.worst = max(self.worst, math.ceil(d / cpu - 1e-9) - ready)
+        if self.cfg.record_series:
+            self.s_ready.append(ready)
+            self.s_desired.append(self.capacity)
+            fc = self.forecaster
+            if fc is not None:
+                self.s_forecast.append(fc.forecast_units)
+                self.s_floor.append(math.nan if fc.floor is None else float(fc.floor))
+
+    def step(self, i: int, d: float) -> None:
+        self.decide(i)
+        self.serve(d)
+
+    def report(self, trace_name: str) -> Report:
+        prep, cfg = self.prep, self.cfg
+        step, cpu = cfg.step_seconds, cfg.capacity_per_unit
+        n = len(self.utils)
+        hours = step / 3600.0
+        cap_h = self.unit_steps * hours
+        dem_h = self.demand_units * hours
+        oracle_h = sum(prep.oracle[:n]) * hours
+        utils = sorted(self.utils)
+        p95 = utils[min(n - 1, math.ceil(0.95 * n) - 1)] if utils else 0.0
+        series = Series()
+        if cfg.record_series:
+            series = Series(
+                minutes=tuple(i * step / 60 for i in range(n)),
+                demand_units=tuple(d / cpu for d in prep.demand[:n]),
+                ready=tuple(self.s_ready),
+                desired=tuple(self.s_desired),
+                forecast_units=tuple(self.s_forecast),
+                floor=tuple(self.s_floor),
+            )
+        fc = self.forecaster
+        return Report(
+            policy=self.policy,
+            tier=self.resource.key,
+            trace=trace_name,
+            step_seconds=step,
+            warmup_seconds=prep.warmup,
+            capacity_per_unit=cpu,
+            target_utilization=prep.target,
+            total_minutes=n * step / 60,
+            capacity_unit_hours=cap_h,
+            demand_unit_hours=dem_h,
+            oracle_capacity_unit_hours=oracle_h,
+            over_provisioning=(cap_h - dem_h) / dem_h if dem_h > 0 else math.inf,
+            under_provisioned_minutes=self.under_steps * step / 60,
+            worst_deficit_units=self.worst,
+            p95_utilization=p95,
+            peak_capacity=self.peak,
+            scale_actions=len(self.actions),
+            reversals=self.reversals,
+            max_backlog=self.max_backlog if self.is_queue else None,
+            price_per_unit_hour=cfg.price_per_unit_hour,
+            cost=cap_h * cfg.price_per_unit_hour,
+            series=series,
+            predictive=None if fc is None else fc.summary(),
+        )
+
+
 def run(
     resource: Resource,
     trace: Trace,
@@ -277,109 +418,10 @@ def run(
 ) -> Report:
     """Simulate one tier under one policy; deterministic."""
     prep = prepared or prepare(resource, trace, cfg)
-    ctl = controller(policy, resource, prep, cfg)
-    demand, cpu, step = prep.demand, cfg.capacity_per_unit, cfg.step_seconds
-    row_fraction = step / trace.step_seconds  # of a row's demand arriving in one step
-    is_queue = resource.queue is not None
-    initial = prep.oracle[0] if policy in ("oracle", "static-peak") else prep.need[0]
-    if policy == "static-peak":
-        initial = max(prep.need, default=0)
-    pool = Pool(initial, prep.warmup)
-    backlog = 0.0
-    signals = Signals(utilization(demand[0], initial, cpu), demand[0], 0.0, initial)
-    unit_steps = demand_units = 0.0
-    under_steps = 0
-    worst = 0
-    peak = initial
-    max_backlog = 0.0
-    utils: list[float] = []
-    actions: list[tuple[float, int]] = []
-    reversals = 0
-    rec = cfg.record_series
-    s_ready: list[int] = []
-    s_desired: list[int] = []
-    s_forecast: list[float] = []
-    s_floor: list[float] = []
-    fc = ctl.forecaster if isinstance(ctl, DecideController) else None
-    capacity = initial
-    interval = ctl.interval_steps
-    start_ts = cfg.start
-    for i, d in enumerate(demand):
-        t = i * step
-        pool.advance(t)
-        if i % interval == 0:
-            now = start_ts + timedelta(seconds=t)
-            desired = ctl.desired(i, now, pool, signals)
-            if desired != capacity:
-                direction = 1 if desired > capacity else -1
-                if (
-                    actions
-                    and actions[-1][1] != direction
-                    and t - actions[-1][0] <= (REVERSAL_SECONDS)
-                ):
-                    reversals += 1
-                actions.append((t, direction))
-                pool.resize(t, desired)
-                capacity = desired
-                peak = max(peak, capacity)
-        ready = pool.ready
-        util = utilization(d, ready, cpu)
-        if is_queue:
-            backlog = max(0.0, backlog + (d - ready * cpu) * row_fraction)
-            max_backlog = max(max_backlog, backlog)
-        signals.record(util, d, backlog, ready)
-        utils.append(util)
-        unit_steps += capacity
-        demand_units += d / cpu
-        if util > 1.0 + 1e-12:
-            under_steps += 1
-            worst = max(worst, math.ceil(d / cpu - 1e-9) - ready)
-        if rec:
-            s_ready.append(ready)
-            s_desired.append(capacity)
-            if fc is not None:
-                s_forecast.append(fc.forecast_units)
-                s_floor.append(math.nan if fc.floor is None else float(fc.floor))
-    hours = step / 3600.0
-    cap_h = unit_steps * hours
-    dem_h = demand_units * hours
-    oracle_h = sum(prep.oracle) * hours
-    p95 = sorted(utils)[min(len(utils) - 1, math.ceil(0.95 * len(utils)) - 1)] if utils else 0.0
-    series = Series()
-    if rec:
-        series = Series(
-            minutes=tuple(i * step / 60 for i in range(len(demand))),
-            demand_units=tuple(d / cpu for d in demand),
-            ready=tuple(s_ready),
-            desired=tuple(s_desired),
-            forecast_units=tuple(s_forecast),
-            floor=tuple(s_floor),
-        )
-    return Report(
-        policy=policy,
-        tier=resource.key,
-        trace=trace.name,
-        step_seconds=step,
-        warmup_seconds=prep.warmup,
-        capacity_per_unit=cpu,
-        target_utilization=prep.target,
-        total_minutes=len(demand) * step / 60,
-        capacity_unit_hours=cap_h,
-        demand_unit_hours=dem_h,
-        oracle_capacity_unit_hours=oracle_h,
-        over_provisioning=(cap_h - dem_h) / dem_h if dem_h > 0 else math.inf,
-        under_provisioned_minutes=under_steps * step / 60,
-        worst_deficit_units=worst,
-        p95_utilization=p95,
-        peak_capacity=peak,
-        scale_actions=len(actions),
-        reversals=reversals,
-        max_backlog=max_backlog if is_queue else None,
-        price_per_unit_hour=cfg.price_per_unit_hour,
-        cost=cap_h * cfg.price_per_unit_hour,
-        series=series,
-        predictive=None if fc is None else fc.summary(),
-    )
+    tier = TierRun(resource, policy, cfg, prep, trace.step_seconds)
+    for i, d in enumerate(prep.demand):
+        tier.step(i, d)
+    return tier.report(trace.name)
 
 
 def compare(

@@ -611,6 +611,77 @@ CASES += [
     ),
 ]
 
+# --- tier sources (another resource of the same namespace) ---
+TIER = {"kind": "WebTier", "name": "web", "value": "Metric", "metric": "requests-per-minute"}
+CASES += [
+    Case(
+        "tier-metric-missing",
+        _m(
+            "CachePool",
+            ("spec.metrics[0].cloudWatch", DELETE),
+            ("spec.metrics[0].tier", {k: v for k, v in TIER.items() if k != "metric"}),
+        ),
+        "spec.metrics[0].tier.metric",
+        "metric is required with value Metric",
+    ),
+    Case(
+        "tier-metric-forbidden",
+        _m(
+            "CachePool",
+            ("spec.metrics[0].cloudWatch", DELETE),
+            ("spec.metrics[0].tier", {**TIER, "value": "DesiredCapacity"}),
+        ),
+        "spec.metrics[0].tier.metric",
+        "metric is only used with value Metric",
+    ),
+    Case(
+        "tier-and-cloudwatch",
+        _m("CachePool", ("spec.metrics[0].tier", TIER)),
+        "spec.metrics[0]",
+        "set exactly one metric source: cloudWatch, prometheus or tier",
+    ),
+    Case(
+        "tier-follows-itself",
+        _m(
+            "WebTier",
+            ("spec.metrics[1].prometheus", DELETE),
+            ("spec.metrics[1].tier", {**TIER, "metric": "cpu"}),
+        ),
+        "spec.metrics",
+        "a tier source must not name the resource itself",
+    ),
+    Case(
+        "tier-name-log-injection",
+        _m(
+            "CachePool",
+            ("spec.metrics[0].cloudWatch", DELETE),
+            ("spec.metrics[0].tier", {**TIER, "name": FORGED}),
+        ),
+        "spec.metrics[0].tier.name",
+        _PATTERN,
+    ),
+    Case(
+        "tier-unknown-kind",
+        _m(
+            "CachePool",
+            ("spec.metrics[0].cloudWatch", DELETE),
+            ("spec.metrics[0].tier", {**TIER, "kind": "Deployment"}),
+        ),
+        "spec.metrics[0].tier.kind",
+        "must be one of WebTier, WorkerPool, ReadReplicaPool, CachePool",
+    ),
+    Case(
+        "tier-value-unknown",
+        _m(
+            "CachePool",
+            ("spec.metrics[0].cloudWatch", DELETE),
+            ("spec.metrics[0].tier", {**TIER, "value": "demand"}),
+        ),
+        "spec.metrics[0].tier.value",
+        "did you mean 'Demand'?",
+    ),
+]
+
 # Checks only the operator's model makes (the API server accepts these documents).
 OFFLINE_ONLY = {"bad-cron", "cron-wrong-fields", "bad-timezone", "overlapping-steps"}
 CASES = [Case(c.id, c.make, c.path, c.message, c.id in OFFLINE_ONLY) for c in CASES]

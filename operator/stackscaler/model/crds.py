@@ -281,6 +281,82 @@ def _prometheus() -> JSON:
     )
 
 
+TIER_VALUES = ("Metric", "Demand", "DesiredCapacity", "ReadyCapacity")
+"""What a tier source reads of the other resource (model.spec.TierValue)."""
+
+
+def _tier() -> JSON:
+    return obj(
+        "Read a value of another stackscaler resource in this resource's namespace, as the "
+        "operator last recorded it in that resource's status (a ReadReplicaPool following the "
+        "web tier's demand scales a warm-up before its own CPU moves). There is no namespace "
+        "field: only the same namespace is read. A missing resource, a missing metric or a "
+        "value older than staleAfterSeconds is unknown, never 0. Tier sources must not form a "
+        "cycle (a resource that follows itself, directly or through others).",
+        {
+            "kind": string(
+                "Kind of the other resource.",
+                enum=["WebTier", "WorkerPool", "ReadReplicaPool", "CachePool"],
+            ),
+            "name": string(
+                "Name of the other resource (in this resource's namespace).",
+                pattern=DNS_SUBDOMAIN_PATTERN,
+                max_length=253,
+            ),
+            "value": string(
+                "Metric: one of its metrics as it last observed it (its sample time counts "
+                "for staleness). Demand: the capacity its metrics asked for, before "
+                "stabilization, cooldowns, rate limits and bounds (unknown while any of its "
+                "metrics is unknown). DesiredCapacity: the capacity it decided. "
+                "ReadyCapacity: its units that serve (current minus starting).",
+                enum=list(TIER_VALUES),
+            ),
+            "metric": string(
+                "With value Metric: the name of one of its metrics.",
+                pattern=NAME_PATTERN,
+                max_length=63,
+            ),
+        },
+        required=["kind", "name", "value"],
+        rules=[
+            rule(
+                "self.value != 'Metric' || has(self.metric)",
+                "metric is required with value Metric: name one of the other resource's metrics",
+                lambda n: n["value"] != "Metric" or "metric" in n,
+                field_path=".metric",
+                reason="FieldValueRequired",
+            ),
+            rule(
+                "self.value == 'Metric' || !has(self.metric)",
+                "metric is only used with value Metric; remove it",
+                lambda n: n["value"] == "Metric" or "metric" not in n,
+                field_path=".metric",
+                reason="FieldValueForbidden",
+            ),
+        ],
+    )
+
+
+def _not_following_itself() -> Rule:
+    """At the root, where CEL sees metadata.name and kind: no tier source names the
+    resource itself (longer cycles need the other resources: validate and the operator)."""
+    return rule(
+        "!has(self.metadata.name) || !has(self.spec.metrics) || self.spec.metrics.all(m, "
+        "!has(m.tier) || m.tier.kind != self.kind || m.tier.name != self.metadata.name)",
+        "a tier source must not name the resource itself (a cycle): follow another resource",
+        lambda n: (
+            not any(
+                isinstance(m, dict)
+                and isinstance(m.get("tier"), dict)
+                and m["tier"].get("kind") == n.get("kind")
+                and m["tier"].get("name") == (n.get("metadata") or {}).get("name")
+                for m in (n.get("spec") or {}).get("metrics") or ()
+            )
+        ),
+        field_path=".spec.metrics",
+    )
+
+
 def _metric_target() -> JSON:
     return obj(
         "Target tracking: keep the metric at this value.",
@@ -360,6 +436,7 @@ def _metric() -> JSON:
             ),
             "cloudWatch": _cloudwatch(),
             "prometheus": _prometheus(),
+            "tier": _tier(),
             "target": _metric_target(),
             "stepScaling": _step_scaling(),
             "activationThreshold": number(
@@ -377,8 +454,8 @@ def _metric() -> JSON:
         required=["name"],
         rules=[
             exactly_one(
-                ["cloudWatch", "prometheus"],
-                "set exactly one metric source: cloudWatch or prometheus",
+                ["cloudWatch", "prometheus", "tier"],
+                "set exactly one metric source: cloudWatch, prometheus or tier",
             ),
             exactly_one(
                 ["target", "stepScaling"],
@@ -952,6 +1029,10 @@ def _status() -> JSON:
             "target": number("Target value."),
             "recommendation": integer("Capacity this metric asked for.", fmt="int64"),
             "state": string("Known, Unknown or Stale.", max_length=16),
+            "time": string(
+                "When the value was measured (its sample's time); absent when unknown.",
+                fmt="date-time",
+            ),
         },
         required=["name"],
     )
@@ -998,6 +1079,12 @@ def _status() -> JSON:
                     "time": string("When it was decided.", fmt="date-time"),
                     "direction": string("Out, In or None.", max_length=8),
                     "limitedBy": string("The rule that limited it, if any.", max_length=64),
+                    "recommendation": integer(
+                        "The capacity the metrics asked for, before stabilization, cooldowns, "
+                        "rate limits and bounds (a tier source's Demand); absent while a metric "
+                        "is unknown or the resource has no metric.",
+                        fmt="int64",
+                    ),
                     "reasons": array(
                         "Human-readable reasons.",
                         string("A reason.", max_length=1024),
@@ -1149,6 +1236,7 @@ def resource_schema(kind: str) -> JSON:
             "status": _status(),
         },
         required=["spec"],
+        rules=[_not_following_itself()],
     )
 
 

@@ -98,7 +98,40 @@ class SqsSource:
     include_delayed: bool
 
 
-MetricSource = CloudWatchSource | PrometheusSource | SqsSource
+class TierValue(enum.StrEnum):
+    """What a tier source reads of the other resource (its status, as last written)."""
+
+    METRIC = "Metric"
+    """One of its metrics as it last observed it (``status.lastDecision.metrics``)."""
+    DEMAND = "Demand"
+    """The capacity its metrics asked for, before stabilization, cooldowns, rate limits
+    and bounds (``status.lastDecision.recommendation``)."""
+    DESIRED_CAPACITY = "DesiredCapacity"
+    """The capacity it decided (``status.desiredCapacity``)."""
+    READY_CAPACITY = "ReadyCapacity"
+    """Its units that serve: ``status.currentCapacity - status.startingCapacity``."""
+
+
+@dataclass(frozen=True)
+class TierSource:
+    """``tier``: a value of another stackscaler resource in the same namespace.
+
+    There is no namespace: the operator reads the resource's own namespace only.
+    """
+
+    kind: str
+    """WebTier, WorkerPool, ReadReplicaPool or CachePool."""
+    name: str
+    value: TierValue
+    metric: str | None = None
+    """With ``value`` Metric: the name of one of its metrics (None otherwise)."""
+
+    def __str__(self) -> str:
+        what = f"metric {self.metric}" if self.value is TierValue.METRIC else str(self.value)
+        return f"{self.kind} {self.name} {what}"
+
+
+MetricSource = CloudWatchSource | PrometheusSource | SqsSource | TierSource
 
 
 # --- policy pieces ----------------------------------------------------------
@@ -403,6 +436,9 @@ class _Builder:
         elif "prometheus" in d:
             p = d["prometheus"]
             source = PrometheusSource(p["serverAddress"], p["query"], p["timeoutSeconds"])
+        elif "tier" in d:
+            t = d["tier"]
+            source = TierSource(t["kind"], t["name"], TierValue(t["value"]), t.get("metric"))
         target = None
         if "target" in d:
             target = MetricTarget(TargetType(d["target"]["type"]), float(d["target"]["value"]))

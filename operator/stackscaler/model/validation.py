@@ -96,7 +96,7 @@ class _Validator:
             except (TypeError, KeyError, AttributeError):
                 continue
             if not ok:
-                self.err(path + r.field_path, r.message_for(node))
+                self.err((path + r.field_path).lstrip("."), r.message_for(node))
 
     def _object(self, schema: Mapping[str, Any], value: Any, path: str) -> Any:
         if not isinstance(value, dict):

@@ -682,6 +682,124 @@ CASES += [
     ),
 ]
 
+# --- spec.predictive (issue 14) ---
+_FORECAST = {"mode": "ForecastOnly", "metric": "cpu"}
+CASES += [
+    Case(
+        "predictive-bad-mode",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "mode": "forecastonly"})),
+        "spec.predictive.mode",
+        "must be one of ForecastOnly, ForecastAndScale; got 'forecastonly'; "
+        "did you mean 'ForecastOnly'?",
+    ),
+    Case(
+        "predictive-missing-metric",
+        _m("WebTier", ("spec.predictive", {"mode": "ForecastAndScale"})),
+        "spec.predictive.metric",
+        "required field is missing",
+    ),
+    Case(
+        "predictive-unknown-metric",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "metric": "cpux"})),
+        "spec.predictive.metric",
+        "predictive.metric 'cpux' is not a target-tracking metric of this resource; use one "
+        "of: cpu, requests-per-minute",
+    ),
+    Case(
+        "predictive-step-scaling-metric",
+        _m(
+            "WebTier",
+            ("spec.metrics[0].target", DELETE),
+            ("spec.metrics[0].stepScaling", {"steps": [{"lowerBound": 80, "adjustment": 2}]}),
+            ("spec.predictive", _FORECAST),
+        ),
+        "spec.predictive.metric",
+        "predictive.metric 'cpu' is not a target-tracking metric of this resource; use one "
+        "of: requests-per-minute",
+    ),
+    Case(
+        "predictive-metric-injection",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "metric": "cpu\nERROR forged"})),
+        "spec.predictive.metric",
+        "does not match the pattern",
+    ),
+    Case(
+        "predictive-history-too-long",
+        _m(
+            "CachePool",
+            ("spec.predictive", {**_FORECAST, "metric": "engine-cpu", "historyDays": 15}),
+        ),
+        "spec.predictive.historyDays",
+        "must be <= 14, got 15",
+    ),
+    Case(
+        "predictive-history-too-short",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "historyDays": 1})),
+        "spec.predictive.historyDays",
+        "must be >= 2, got 1",
+    ),
+    Case(
+        "predictive-lead-too-long",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "leadSeconds": 3601})),
+        "spec.predictive.leadSeconds",
+        "must be <= 3600, got 3601",
+    ),
+    Case(
+        "predictive-refresh-not-multiple",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "refreshSeconds": 1000})),
+        "spec.predictive.refreshSeconds",
+        "refreshSeconds must be a multiple of 300",
+    ),
+    Case(
+        "predictive-refresh-too-often",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "refreshSeconds": 60})),
+        "spec.predictive.refreshSeconds",
+        "must be >= 300, got 60",
+    ),
+    Case(
+        "predictive-max-error-zero",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "maxError": 0})),
+        "spec.predictive.maxError",
+        "must be > 0, got 0",
+    ),
+    Case(
+        "predictive-unknown-field",
+        _m("WebTier", ("spec.predictive", {**_FORECAST, "minSkil": 0})),
+        "spec.predictive.minSkil",
+        "unknown field 'minSkil'",
+    ),
+    Case(
+        "predictive-workers-unknown-metric",
+        _m("WorkerPool", ("spec.predictive", {**_FORECAST, "metric": "queue"})),
+        "spec.predictive.metric",
+        "predictive.metric 'queue' is not a target-tracking metric of this resource; use one "
+        "of: backlog",
+    ),
+    Case(
+        "predictive-metrics-insights",
+        _m(
+            "ReadReplicaPool",
+            (
+                "spec.metrics[0].cloudWatch",
+                {
+                    "expression": 'SELECT AVG(CPUUtilization) FROM SCHEMA("AWS/RDS", '
+                    "DBInstanceIdentifier)",
+                    "periodSeconds": 60,
+                },
+            ),
+            ("spec.predictive", {**_FORECAST, "metric": "replica-cpu"}),
+        ),
+        "spec.predictive.metric",
+        "metric 'replica-cpu' is a Metrics Insights query (SELECT)",
+    ),
+]
+
 # Checks only the operator's model makes (the API server accepts these documents).
-OFFLINE_ONLY = {"bad-cron", "cron-wrong-fields", "bad-timezone", "overlapping-steps"}
+OFFLINE_ONLY = {
+    "bad-cron",
+    "cron-wrong-fields",
+    "bad-timezone",
+    "overlapping-steps",
+    "predictive-metrics-insights",
+}
 CASES = [Case(c.id, c.make, c.path, c.message, c.id in OFFLINE_ONLY) for c in CASES]

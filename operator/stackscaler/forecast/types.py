@@ -11,28 +11,35 @@ import math
 from dataclasses import dataclass
 
 from stackscaler.errors import FieldError, InvalidSpec
+from stackscaler.model.predictive import (
+    HISTORY_DAYS_MAX,
+    HISTORY_DAYS_MIN,
+    LEAD_SECONDS_MAX,
+    MAX_ERROR_DEFAULT,
+    MAX_ERROR_MAX,
+    REFRESH_SECONDS_DEFAULT,
+    REFRESH_SECONDS_MAX,
+    REFRESH_SECONDS_MIN,
+    PredictiveMode,
+    PredictiveSpec,
+)
 
 DAY = 86400
 WEEK = 7 * DAY
-MAX_HISTORY_SECONDS = 14 * DAY
+MAX_HISTORY_SECONDS = HISTORY_DAYS_MAX * DAY
 """AWS predictive scaling reads up to 14 days of the metric's history; so do we."""
 MIN_FIT_SECONDS = DAY
 """At least 24 hours of history to fit the daily shape (AWS: 24 hours before the first
 forecast)."""
 
 
-class PredictiveMode(enum.StrEnum):
-    """What the operator does with a forecast (AWS predictive scaling's two modes)."""
-
-    FORECAST_ONLY = "ForecastOnly"
-    """Compute the forecast and report what it would have done; never act on it."""
-    FORECAST_AND_SCALE = "ForecastAndScale"
-    """Raise capacity to the forecast's floor (never lower it)."""
+__all__ = ["PredictiveMode"]  # the model's (spec.predictive.mode), re-exported
 
 
 @dataclass(frozen=True)
 class PredictiveSettings:
-    """How one resource forecasts its metric: what ``spec.predictive`` will parse into.
+    """How one resource forecasts its metric: what ``spec.predictive`` parses into
+    (:meth:`from_spec`; the bounds and defaults are the CRD's, model/predictive.py).
 
     ``metric`` names one of the resource's target-tracking metrics; its history is
     the metric's *load*: the total for an ``AverageValue`` target (requests per minute,
@@ -48,11 +55,11 @@ class PredictiveSettings:
     lead_seconds: int | None = None
     """How far ahead capacity is provisioned; None: the target's warm-up
     (``model.spec.warmup``), the time a new unit needs to count."""
-    refresh_seconds: int = 3600
+    refresh_seconds: int = REFRESH_SECONDS_DEFAULT
     """How often the forecast is refitted (the operator's schedule, not every tick)."""
     backtest_days: int = 2
     """How many of the last days of the history the back-test replays."""
-    max_error: float = 0.25
+    max_error: float = MAX_ERROR_DEFAULT
     """The back-test's error (WAPE of 5-minute means) above which the forecast refuses."""
     min_skill: float = 0.1
     """The least improvement, as a fraction of its error, the forecast must show over
@@ -69,6 +76,18 @@ class PredictiveSettings:
         if problems:
             raise InvalidSpec(problems)
 
+    @classmethod
+    def from_spec(cls, spec: PredictiveSpec) -> PredictiveSettings:
+        """The settings of a parsed ``spec.predictive`` (the rest at their defaults)."""
+        return cls(
+            mode=spec.mode,
+            metric=spec.metric,
+            history_seconds=spec.history_seconds,
+            lead_seconds=spec.lead_seconds,
+            refresh_seconds=spec.refresh_seconds,
+            max_error=spec.max_error,
+        )
+
     def problems(self) -> list[FieldError]:
         """Every problem with these settings, located as ``predictive.<field>``."""
         out: list[FieldError] = []
@@ -80,20 +99,20 @@ class PredictiveSettings:
             bad("mode", f"must be one of {', '.join(m.value for m in PredictiveMode)}")
         if not self.metric:
             bad("metric", "must name one of the resource's target-tracking metrics")
-        if not MIN_FIT_SECONDS + DAY <= self.history_seconds <= MAX_HISTORY_SECONDS:
+        if not HISTORY_DAYS_MIN * DAY <= self.history_seconds <= MAX_HISTORY_SECONDS:
             bad(
                 "historySeconds",
-                f"must be within {MIN_FIT_SECONDS + DAY}-{MAX_HISTORY_SECONDS} "
-                "(2-14 days: one to fit, one to back-test)",
+                f"must be within {HISTORY_DAYS_MIN * DAY}-{MAX_HISTORY_SECONDS} "
+                f"({HISTORY_DAYS_MIN}-{HISTORY_DAYS_MAX} days: one to fit, one to back-test)",
             )
-        if self.lead_seconds is not None and not 0 <= self.lead_seconds <= DAY:
-            bad("leadSeconds", f"must be within 0-{DAY}")
-        if not 300 <= self.refresh_seconds <= DAY:
-            bad("refreshSeconds", f"must be within 300-{DAY}")
+        if self.lead_seconds is not None and not 0 <= self.lead_seconds <= LEAD_SECONDS_MAX:
+            bad("leadSeconds", f"must be within 0-{LEAD_SECONDS_MAX}")
+        if not REFRESH_SECONDS_MIN <= self.refresh_seconds <= REFRESH_SECONDS_MAX:
+            bad("refreshSeconds", f"must be within {REFRESH_SECONDS_MIN}-{REFRESH_SECONDS_MAX}")
         if not 1 <= self.backtest_days <= 7:
             bad("backtestDays", "must be within 1-7")
-        if not (math.isfinite(self.max_error) and 0 < self.max_error <= 10):
-            bad("maxError", "must be within (0, 10]")
+        if not (math.isfinite(self.max_error) and 0 < self.max_error <= MAX_ERROR_MAX):
+            bad("maxError", f"must be within (0, {MAX_ERROR_MAX:g}]")
         if not (math.isfinite(self.min_skill) and -10 <= self.min_skill < 1):
             bad("minSkill", "must be within [-10, 1)")
         if not (math.isfinite(self.quantile) and 0.5 <= self.quantile < 1):

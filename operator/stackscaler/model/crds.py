@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from stackscaler import API_GROUP, API_VERSION
+from stackscaler.model.predictive import predictive_metric_rule, predictive_schema
 from stackscaler.model.schema import (
     JSON,
     Node,
@@ -678,6 +679,7 @@ def _scaling_properties(max_capacity: int, *, metrics_min: int | None) -> dict[s
         "pollIntervalSeconds": integer(
             "How often the resource is reconciled.", minimum=5, maximum=3600, default=30
         ),
+        "predictive": predictive_schema(NAME_PATTERN),
     }
 
 
@@ -1154,6 +1156,7 @@ def spec_schema(kind: str) -> JSON:
     info = KINDS[kind]
     props = _scaling_properties(info.max_capacity, metrics_min=None)
     rules = _scaling_rules(needs_metrics=kind != "WorkerPool")
+    rules.append(predictive_metric_rule(BACKLOG_METRIC if kind == "WorkerPool" else None))
     if kind in ("WebTier", "WorkerPool"):
         target = _workload_or_asg_target()
     elif kind == "ReadReplicaPool":

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from stackscaler.errors import FieldError, InvalidSpec
 from stackscaler.model.crds import BACKLOG_METRIC, WARMUP_SECONDS_BY_TARGET
 from stackscaler.model.cron import CronExpression, CronSyntaxError
+from stackscaler.model.predictive import PredictiveSpec, parse_predictive, predictive_errors
 from stackscaler.model.validation import validate_document
 
 
@@ -226,6 +227,8 @@ class ScalingSpec:
     warmup_seconds: int | None = None
     """``spec.warmupSeconds``: how long a new unit takes to contribute to its metrics.
     None when the resource sets none: the target's default applies (:func:`warmup`)."""
+    predictive: PredictiveSpec | None = None
+    """``spec.predictive``: the forecast of one of the metrics, None without one."""
 
     def metric(self, name: str) -> MetricSpec:
         for m in self.metrics:
@@ -482,6 +485,7 @@ class _Builder:
             mode=Mode(spec["mode"]),
             poll_interval_seconds=spec["pollIntervalSeconds"],
             warmup_seconds=spec.get("warmupSeconds"),
+            predictive=parse_predictive(spec.get("predictive")),
         )
 
 
@@ -648,6 +652,8 @@ def semantic_errors(doc: Any) -> list[FieldError]:
                 _zone(tz)
             except ValueError as exc:
                 errors.append(FieldError(f"spec.schedules[{i}].timeZone", str(exc)))
+    if isinstance(spec, dict):
+        errors.extend(predictive_errors(spec))
     return errors
 
 

@@ -74,6 +74,11 @@ class MetricStale(MetricUnavailable):
     """A metric's newest sample is older than its staleness limit: unknown, never zero."""
 
 
+class TierCycle(PermanentError):
+    """Tier sources form a cycle (a resource that follows itself, directly or through
+    others): the metric that closes it is unknown until one of the specs changes."""
+
+
 class Throttled(TemporaryError):
     """The provider throttled us; retry after ``delay`` seconds."""
 

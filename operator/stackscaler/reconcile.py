@@ -21,15 +21,18 @@ from it (the body's status may be older: a write skipped, or its watch
 event not back yet), unless the body's status was written by someone else
 after ours (a newer resourceVersion with another status, or a later
 decision). A status that differs from the last one written only in
-volatile parts -- the decision's time, the metric values and the
-condition messages that quote them, the times of stabilization-window
-entries whose values did not change -- is not written again until
-:data:`STATUS_REFRESH_SECONDS` after the last write. Anything material
+volatile parts -- the decision's time and recommendation, the metric
+values and their times, the condition messages that quote them, the
+times of stabilization-window entries whose values did not change -- is
+not written again until :data:`STATUS_REFRESH_SECONDS` after the last
+write. Anything material
 (capacities, direction, limitedBy, a condition's status or reason,
 pendingAction, appliedCapacity, the scale times, the rate-limit events,
 failures, the sequence of values in a window, observedGeneration) is
 written at once, and the writes before and after an AWS action are never
-skipped.
+skipped. A resource that another one follows through a tier source
+(:mod:`stackscaler.metrics.tier`) is written at every tick: its volatile parts
+are what its followers read.
 
 Why a restart never scales in (or out) earlier than with a write every
 tick: cooldowns, rate-limit events and the *values* of both windows are
@@ -77,7 +80,14 @@ from stackscaler.errors import (
 from stackscaler.metrics.registry import MetricSources, Reading
 from stackscaler.model.crds import KINDS
 from stackscaler.model.spec import Mode, Resource, parse_resource
-from stackscaler.policy import Decision, Direction, History, Observations, decide
+from stackscaler.policy import (
+    Decision,
+    Direction,
+    History,
+    MetricResult,
+    Observations,
+    decide,
+)
 from stackscaler.policy.history import parse_time
 from stackscaler.sharding import fraction_of
 from stackscaler.tenancy import NotGranted, Tenancy, TenancySettings
@@ -396,16 +406,20 @@ def _newest(status: Mapping[str, Any]) -> float | None:
 def material(status: Mapping[str, Any]) -> dict[str, Any]:
     """What of a status must reach the API server at once (the rest may wait).
 
-    Volatile, so left out: the decision's time, reasons and metric values (the
-    metrics' names and states stay), the units starting and leaving (what the
-    reasons say of them), condition messages, and the times of the stabilization
-    windows' entries (their values stay).
+    Volatile, so left out: the decision's time, recommendation, reasons and metric
+    values and times (the metrics' names and states stay), the units starting and
+    leaving (what the reasons say of them), condition messages, and the times of the
+    stabilization windows' entries (their values stay).
     """
     out = {k: v for k, v in status.items() if k not in VOLATILE_KEYS}
     decision = status.get("lastDecision")
     if isinstance(decision, dict):
         out["lastDecision"] = {
-            **{k: v for k, v in decision.items() if k not in ("time", "reasons", "metrics")},
+            **{
+                k: v
+                for k, v in decision.items()
+                if k not in ("time", "recommendation", "reasons", "metrics")
+            },
             "metrics": [
                 (m.get("name"), m.get("state")) if isinstance(m, dict) else m
                 for m in decision.get("metrics") or []
@@ -493,9 +507,13 @@ class Reconciler:
         failpoint: Callable[[str], None] | None = None,
         status_refresh: float = STATUS_REFRESH_SECONDS,
         slot_offset: Callable[[str, float], float] = lambda uid, poll: 0.0,
+        followed: Callable[[Ref], bool] = lambda ref: False,
     ) -> None:
         """``slot_offset(uid, poll)``: the resource's sub-slot within its poll interval
-        (the scheduler's :meth:`~stackscaler.scheduler.Scheduler.offset`)."""
+        (the scheduler's :meth:`~stackscaler.scheduler.Scheduler.offset`).
+        ``followed(ref)``: another resource reads this one through a tier source, so
+        its status is written at every tick (never held back as volatile)."""
+        self.followed = followed
         self.sources, self.actuators = sources, actuators
         self.slot_offset = slot_offset
         self.status, self.events, self.metrics = status, events, metrics
@@ -927,8 +945,9 @@ class Reconciler:
                     "time": rfc3339(t.now),
                     "direction": str(decision.direction),
                     "limitedBy": None if decision.limited_by is None else str(decision.limited_by),
+                    **_demand(decision),
                     "reasons": [safe_text(r, 1024) for r in decision.reasons[:32]],
-                    "metrics": [m.to_dict() for m in decision.metrics][:11],
+                    "metrics": [_metric_status(m) for m in decision.metrics][:11],
                 },
                 "history": history.to_dict(),
                 "conditions": t.conds.to_list(),
@@ -1005,7 +1024,7 @@ class Reconciler:
             memory = self._memory[t.ref.uid] = _Memory(status)
         memory.status = status
         now = t.now.timestamp()
-        if not force and self._may_wait(memory, status, now):
+        if not force and not self.followed(t.ref) and self._may_wait(memory, status, now):
             if self.metrics is not None:
                 self.metrics.record_status_write("skipped")
             return
@@ -1043,6 +1062,22 @@ def _observations(seen: _Observed) -> Observations:
         starting=max(0, capacity.current - capacity.ready),
         leaving=max(0, capacity.removing),
     )
+
+
+def _demand(decision: Decision) -> dict[str, Any]:
+    """``recommendation``: what the metrics asked for (a tier source's Demand), only
+    while every metric is known (a floor held for an unknown one is not demand)."""
+    if not decision.metrics or not decision.metrics_available:
+        return {}
+    return {"recommendation": decision.recommendation}
+
+
+def _metric_status(m: MetricResult) -> dict[str, Any]:
+    """One metric of ``lastDecision.metrics``, with its sample's time when known."""
+    out = m.to_dict()
+    if m.time is not None:
+        out["time"] = rfc3339(m.time)
+    return out
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

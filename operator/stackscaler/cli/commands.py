@@ -16,6 +16,7 @@ from stackscaler.errors import FieldError, InvalidSpec
 from stackscaler.model.apidoc import render_api_reference
 from stackscaler.model.crds import all_crds
 from stackscaler.model.spec import Resource, parse_resource
+from stackscaler.model.tiers import document_errors
 from stackscaler.policy import History, MetricObservation, Observations, decide
 from stackscaler.policy.history import parse_time
 
@@ -35,21 +36,23 @@ def _problems(doc: Document) -> list[FieldError]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     checked = bad = problems = 0
-    for path in args.file:
-        for doc in read_documents(path):
-            if not doc.is_stackscaler:
-                if args.verbose:
-                    print(f"{doc.label}: skipped (not a stackscaler.dev resource)")
-                continue
-            checked += 1
-            errors = _problems(doc)
-            if errors:
-                bad += 1
-                problems += len(errors)
-                for e in errors:
-                    print(f"{doc.label}: {e}")
-            elif args.verbose:
-                print(f"{doc.label}: valid")
+    docs = [doc for path in args.file for doc in read_documents(path)]
+    # between documents: cycles of tier sources, and metrics a followed resource lacks
+    between = document_errors([d.body if d.is_stackscaler else None for d in docs])
+    for n, doc in enumerate(docs):
+        if not doc.is_stackscaler:
+            if args.verbose:
+                print(f"{doc.label}: skipped (not a stackscaler.dev resource)")
+            continue
+        checked += 1
+        errors = [*_problems(doc), *between.get(n, ())]
+        if errors:
+            bad += 1
+            problems += len(errors)
+            for e in errors:
+                print(f"{doc.label}: {e}")
+        elif args.verbose:
+            print(f"{doc.label}: valid")
     if checked == 0:
         raise UsageError("no stackscaler.dev resources found in " + ", ".join(args.file))
     if bad:

@@ -24,6 +24,7 @@ from stackscaler.kube import KubeEvents, KubeStatus, api_client
 from stackscaler.leases import Leases, LeaseSettings
 from stackscaler.metrics.prometheus import PrometheusSettings, normalize_address
 from stackscaler.metrics.registry import MetricSources
+from stackscaler.metrics.tier import TierIndex
 from stackscaler.model.crds import KINDS
 from stackscaler.observability.logs import LogFormat, configure_logging
 from stackscaler.observability.metrics import OperatorMetrics
@@ -144,7 +145,9 @@ class Operator:
             if settings.prometheus_settings
             else None
         )
-        self.sources = MetricSources(self.caller, prometheus)
+        self.tiers = TierIndex()
+        """Every resource of the watched namespaces, whoever serves it (tier sources)."""
+        self.sources = MetricSources(self.caller, prometheus, tiers=self.tiers)
         self.actuators = Actuators(self.caller, self.api)
         self.reconciler = Reconciler(
             self.sources,
@@ -156,6 +159,7 @@ class Operator:
             default_region=self.caller.settings.default_region,
             failpoint=self._failpoint,
             slot_offset=self._slot_offset,
+            followed=lambda ref: self.tiers.followed(ref.namespace, ref.kind, ref.name),
         )
         self.ticks = TickWatch()
         self.scheduler = Scheduler(
@@ -240,6 +244,11 @@ class Operator:
     def on_event(self, event: Mapping[str, Any], body: Mapping[str, Any]) -> None:
         uid = str((body.get("metadata") or {}).get("uid", ""))
         kind = str(body.get("kind", ""))
+        # every resource, selected or not, served here or not: tier sources read them all
+        if event.get("type") == "DELETED":
+            self.tiers.remove(body)
+        else:
+            self.tiers.update(body)
         if event.get("type") == "DELETED" or not selected(self.settings.selector, body):
             if self.known.pop(uid, None) is not None:
                 self.kinds[kind] -= 1 if self.kinds[kind] > 0 else 0

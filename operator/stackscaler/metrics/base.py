@@ -38,6 +38,8 @@ class MetricQuery:
     resource: str
     """``namespace/name`` of the resource, for messages."""
     metric: MetricSpec
+    kind: str = ""
+    """The resource's kind (a tier source needs it to tell a cycle)."""
 
     @property
     def source(self) -> SourceSpec:

@@ -11,12 +11,14 @@ from stackscaler.metrics.base import MetricQuery, MetricSource, observe
 from stackscaler.metrics.cloudwatch import CloudWatchMetricSource
 from stackscaler.metrics.prometheus import PrometheusMetricSource, PrometheusSettings
 from stackscaler.metrics.sqs import SqsMetricSource
+from stackscaler.metrics.tier import TierIndex, TierMetricSource
 from stackscaler.model.spec import (
     CloudWatchSource,
     MetricSpec,
     PrometheusSource,
     Resource,
     SqsSource,
+    TierSource,
 )
 from stackscaler.policy import MetricObservation
 
@@ -24,11 +26,19 @@ Reading = tuple[MetricObservation, StackscalerError | None]
 
 
 class MetricSources:
-    def __init__(self, caller: AwsCaller, prometheus: PrometheusSettings | None = None) -> None:
+    def __init__(
+        self,
+        caller: AwsCaller,
+        prometheus: PrometheusSettings | None = None,
+        *,
+        tiers: TierIndex | None = None,
+    ) -> None:
+        """``tiers``: the operator's index of the resources it watches (tier sources)."""
         self._sources: dict[type, MetricSource] = {
             CloudWatchSource: CloudWatchMetricSource(caller),
             SqsSource: SqsMetricSource(caller),
             PrometheusSource: PrometheusMetricSource(prometheus),
+            TierSource: TierMetricSource(tiers if tiers is not None else TierIndex()),
         }
 
     def for_metric(self, metric: MetricSpec) -> MetricSource:
@@ -56,7 +66,8 @@ class MetricSources:
     async def _observe(
         self, resource: Resource, metric: MetricSpec, now: datetime, deadline: float | None
     ) -> Reading:
-        read = observe(self.for_metric(metric), MetricQuery(resource.key, metric), now)
+        query = MetricQuery(resource.key, metric, resource.kind)
+        read = observe(self.for_metric(metric), query, now)
         if deadline is None:
             return await read
         try:

@@ -14,10 +14,12 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stackscaler.errors import FieldError
+from stackscaler.model.crds import BACKLOG_METRIC
 from stackscaler.model.spec import Resource, TierSource
 
 
@@ -136,4 +138,85 @@ def find_cycles(edges: Mapping[TierRef, tuple[TierEdge, ...]]) -> list[CycleFind
             continue
         edge = next(e for e in edges[ref] if e.to == path[1])
         out.append(CycleFinding(ref, edge, path))
+    return out
+
+
+def _declared_metrics(doc: Mapping[str, Any]) -> set[str] | None:
+    """The metric names a raw document declares; None when they cannot be told."""
+    spec = doc.get("spec")
+    metrics = spec.get("metrics", []) if isinstance(spec, Mapping) else None
+    if not isinstance(metrics, list):
+        return None
+    names = {
+        m["name"] for m in metrics if isinstance(m, Mapping) and isinstance(m.get("name"), str)
+    }
+    if doc.get("kind") == "WorkerPool":
+        names.add(BACKLOG_METRIC)
+    return names
+
+
+def document_errors(docs: Sequence[Any]) -> dict[int, list[FieldError]]:
+    """Problems between the documents of one ``stackscaler validate`` run, by index.
+
+    Documents are grouped by ``metadata.namespace`` (those without one together: they
+    land in the namespace they are applied to). In each group: every resource in a
+    cycle of tier sources (the tier source that starts its shortest cycle, the path
+    named; a resource naming itself is left to its own validation), and a tier
+    source ``value: Metric`` naming a metric that the resource it
+    follows, given among the documents, does not declare. A resource that is not among
+    the documents is not an error: it may exist in the cluster.
+    """
+    groups: dict[str, dict[TierRef, list[int]]] = {}
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, Mapping):
+            continue
+        meta = doc.get("metadata")
+        meta = meta if isinstance(meta, Mapping) else {}
+        kind, name, ns = doc.get("kind"), meta.get("name"), meta.get("namespace")
+        if isinstance(kind, str) and isinstance(name, str):
+            ref = TierRef(kind, name)
+            groups.setdefault(ns if isinstance(ns, str) else "", {}).setdefault(ref, []).append(i)
+    out: dict[int, list[FieldError]] = {}
+    for members in groups.values():
+        edges = {
+            ref: tuple(e for i in where for e in raw_tier_edges(docs[i]))
+            for ref, where in members.items()
+        }
+        for finding in find_cycles(edges):
+            if len(finding.path) == 2:
+                continue  # naming itself: the document's own validation says so (CEL)
+            for i in members[finding.resource]:
+                if finding.edge in raw_tier_edges(docs[i]):
+                    path = f"spec.metrics[{finding.edge.index}].tier"
+                    out.setdefault(i, []).append(FieldError(path, finding.message))
+        for where in members.values():
+            for i in where:
+                for e, metric in _metric_references(docs[i]):
+                    if e.to not in members:
+                        continue
+                    declared = [_declared_metrics(docs[j]) for j in members[e.to]]
+                    if any(d is None or metric in d for d in declared):
+                        continue
+                    names = sorted(set().union(*(d for d in declared if d is not None)))
+                    out.setdefault(i, []).append(
+                        FieldError(
+                            f"spec.metrics[{e.index}].tier.metric",
+                            f"{e.to} has no metric {metric!r}; its metrics are: "
+                            f"{', '.join(names) or 'none'}",
+                        )
+                    )
+    return out
+
+
+def _metric_references(doc: Any) -> list[tuple[TierEdge, str]]:
+    """(edge, metric name) of every tier source ``value: Metric`` of a raw document."""
+    spec = doc.get("spec") if isinstance(doc, Mapping) else None
+    metrics = spec.get("metrics") if isinstance(spec, Mapping) else None
+    out = []
+    for e in raw_tier_edges(doc):
+        tier = metrics[e.index].get("tier") if isinstance(metrics, list) else None
+        if isinstance(tier, Mapping) and tier.get("value") == "Metric":
+            metric = tier.get("metric")
+            if isinstance(metric, str):
+                out.append((e, metric))
     return out

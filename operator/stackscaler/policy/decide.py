@@ -35,6 +35,7 @@ Pure: no I/O, no clock; ``now`` must be timezone-aware.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from stackscaler.model.spec import MetricSpec, ScalingSpec, TargetType, UnavailableAction
@@ -144,6 +145,13 @@ def _evaluate(
     )
 
 
+def _timed(r: MetricResult, obs: MetricObservation | None, now: datetime) -> MetricResult:
+    """The result with the time its value was measured (a value without one: now)."""
+    if r.value is None or obs is None:
+        return r
+    return replace(r, time=obs.timestamp or now)
+
+
 def _in_flight(
     spec: ScalingSpec,
     results: tuple[MetricResult, ...],
@@ -211,8 +219,12 @@ def decide(
 
     # 2. per-metric recommendations (per-unit metrics over the units that are ready)
     results = tuple(
-        _evaluate(
-            m, observations.metrics.get(m.name), current, ready, tolerance=spec.tolerance, t=t
+        _timed(
+            _evaluate(
+                m, observations.metrics.get(m.name), current, ready, tolerance=spec.tolerance, t=t
+            ),
+            observations.metrics.get(m.name),
+            now,
         )
         for m in spec.metrics
     )

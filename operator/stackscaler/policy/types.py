@@ -94,6 +94,9 @@ class MetricResult:
     target: float | None
     recommendation: int | None
     detail: str
+    time: datetime | None = None
+    """When the value was measured (the observation's timestamp, else the decision's
+    time); None when unknown."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "state": str(self.state)}

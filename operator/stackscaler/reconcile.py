@@ -89,6 +89,7 @@ from stackscaler.policy import (
     decide,
 )
 from stackscaler.policy.history import parse_time
+from stackscaler.predictive import Forecasts, State, join
 from stackscaler.sharding import fraction_of
 from stackscaler.tenancy import NotGranted, Tenancy, TenancySettings
 from stackscaler.text import safe_text
@@ -115,9 +116,11 @@ Ticks are aligned to the poll interval, so a 30 s poll refreshes every 330 s
 the tick's jitter would make some refreshes come a tick early or late."""
 WINDOW_KEYS = ("scaleInWindow", "scaleOutWindow")
 VOLATILE_KEYS = frozenset(
-    {"lastDecision", "conditions", "history", "startingCapacity", "leavingCapacity"}
+    {"lastDecision", "conditions", "history", "startingCapacity", "leavingCapacity", "forecast"}
 )
 """Status keys :func:`material` leaves out or reduces (see there)."""
+FORECAST_MATERIAL = ("mode", "metric", "state", "reason")
+"""What of ``status.forecast`` is material; its figures and message are volatile."""
 
 log = logging.getLogger("stackscaler.reconcile")
 
@@ -186,6 +189,7 @@ class Metrics(Protocol):
     def set_mode(
         self, kind: str, namespace: str, name: str, *, paused: bool, dry_run: bool
     ) -> None: ...
+    def record_forecast(self, kind: str, namespace: str, name: str, floor: int | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -441,6 +445,9 @@ def material(status: Mapping[str, Any]) -> dict[str, Any]:
         }
     elif history is not None:
         out["history"] = history
+    forecast = status.get("forecast")
+    if isinstance(forecast, dict):
+        out["forecast"] = {k: forecast.get(k) for k in FORECAST_MATERIAL}
     return out
 
 
@@ -500,6 +507,7 @@ class Reconciler:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tenancy: Tenancy | None = None,
+        forecasts: Forecasts | None = None,
         claims: Claims | None = None,
         default_region: str | None = None,
         deadline: Callable[[float], float] = tick_deadline,
@@ -529,6 +537,8 @@ class Reconciler:
         self._memory: dict[str, _Memory] = {}
         self._decided: dict[str, float] = {}
         """Per uid: the start of the tick of its last decision (how late the next one is)."""
+        self.forecasts = forecasts
+        """spec.predictive's forecasts (predictive/); None: no resource forecasts."""
         """Per uid: the last status computed and the last one written."""
 
     # --- resources coming and going ---------------------------------------------
@@ -556,6 +566,8 @@ class Reconciler:
         self._decided.pop(uid, None)
         self.claims.release(uid)
         self.event_budget.forget(uid)
+        if self.forecasts is not None:
+            self.forecasts.forget(uid)
 
     def _parse(self, ref: Ref, body: Mapping[str, Any]) -> Resource:
         """Parse and admit once per generation (the spec is immutable within one)."""
@@ -596,11 +608,13 @@ class Reconciler:
         await self._recover(t, resource, seen.capacity)
         await self._out_of_band(t, resource, seen.capacity)
         decision = decide(resource.scaling, _observations(seen), t.history, t.now)
+        decision = self._forecast(t, resource, seen.capacity, decision)
         self._count(t, decision, float(resource.scaling.poll_interval_seconds))
         # the decision is on record: every other tick whose reads came back with this one
         # records its own decision before this one goes on to its slower bookkeeping
         await asyncio.sleep(0)
         await self._report_metrics(t, seen, decision)
+        await self._report_forecast(t)
         try:
             applied, limit = await self._apply(t, resource, seen.capacity, decision)
         except StackscalerError as exc:
@@ -780,6 +794,53 @@ class Reconciler:
                 took=now - at,
                 late=None if previous is None else now - previous - poll,
             )
+
+    def _forecast(
+        self, t: _Tick, resource: Resource, capacity: Capacity, decision: Decision
+    ) -> Decision:
+        """spec.predictive: the forecast's floor joined to the reactive decision
+        (ForecastAndScale) or only reported (ForecastOnly), and ``status.forecast``.
+        Never waits: a refresh that is due runs in the background (predictive/)."""
+        if self.forecasts is None or resource.scaling.predictive is None:
+            t.base.pop("forecast", None)
+            if self.forecasts is not None:
+                self.forecasts.forget(t.ref.uid)
+            return decision
+        outlook = self.forecasts.at_tick(t.ref.uid, resource, capacity, t.now)
+        joined = join(outlook, resource, capacity, decision, t.now)
+        block, old = joined.status, t.old.get("forecast")
+        if (
+            outlook.state is State.PENDING
+            and isinstance(old, dict)
+            and old.get("state") != str(State.PENDING)
+            and (old.get("mode"), old.get("metric")) == (block["mode"], block["metric"])
+        ):  # a restart: the status keeps the last forecast's state until this one's is known
+            block = {k: v for k, v in old.items() if k not in ("load", "floor", "wouldRaiseTo")}
+        t.base["forecast"] = block
+        if self.metrics is not None:
+            floor = joined.floor if outlook.ready is not None else None
+            self.metrics.record_forecast(t.ref.kind, t.ref.namespace, t.ref.name, floor)
+        return joined.decision
+
+    async def _report_forecast(self, t: _Tick) -> None:
+        """An Event when the forecast's state or reason changes (not while it is pending)."""
+        new, old = t.base.get("forecast"), t.old.get("forecast")
+        if not isinstance(new, dict) or new.get("state") == str(State.PENDING):
+            return
+        before = (old.get("state"), old.get("reason")) if isinstance(old, dict) else None
+        reason = str(new.get("reason"))
+        if (new.get("state"), reason) == before:
+            return
+        if reason == "Ready":
+            type_, event = "Normal", "ForecastReady"
+        elif reason == "HistoryUnavailable":
+            type_, event = "Warning", "ForecastHistoryUnavailable"
+        else:
+            type_, event = "Normal", "ForecastRefused"
+        message = (
+            f"{new.get('metric')} forecast ({new.get('mode')}): {reason}: {new.get('message')}"
+        )
+        await self._event(t, type_, event, message)
 
     async def _report_metrics(self, t: _Tick, seen: _Observed, decision: Decision) -> None:
         """MetricsAvailable and Fallback conditions; each permanent metric error once."""

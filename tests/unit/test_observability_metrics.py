@@ -432,6 +432,8 @@ EXPECTED = {
     "stackscaler_scale_actions": "counter",
     "stackscaler_paused": "gauge",
     "stackscaler_dry_run": "gauge",
+    "stackscaler_forecast_floor": "gauge",
+    "stackscaler_forecast_refreshes": "counter",
     "stackscaler_reconcile_duration_seconds": "histogram",
     "stackscaler_decision_seconds": "histogram",
     "stackscaler_decision_lateness_seconds": "histogram",

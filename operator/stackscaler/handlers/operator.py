@@ -30,6 +30,7 @@ from stackscaler.observability.logs import LogFormat, configure_logging
 from stackscaler.observability.metrics import OperatorMetrics
 from stackscaler.observability.server import HealthServer
 from stackscaler.observability.ticks import TickWatch
+from stackscaler.predictive import Forecasts
 from stackscaler.reconcile import Reconciler, Ref
 from stackscaler.scheduler import Scheduler
 from stackscaler.tenancy import Tenancy, TenancySettings
@@ -149,6 +150,9 @@ class Operator:
         """Every resource of the watched namespaces, whoever serves it (tier sources)."""
         self.sources = MetricSources(self.caller, prometheus, tiers=self.tiers)
         self.actuators = Actuators(self.caller, self.api)
+        self.forecasts = Forecasts.build(
+            self.caller, prometheus, on_refresh=self.metrics.record_forecast_refresh
+        )
         self.reconciler = Reconciler(
             self.sources,
             self.actuators,
@@ -156,6 +160,7 @@ class Operator:
             KubeEvents(self.api, self.executor),
             metrics=self.metrics,
             tenancy=self.tenancy,
+            forecasts=self.forecasts,
             default_region=self.caller.settings.default_region,
             failpoint=self._failpoint,
             slot_offset=self._slot_offset,
@@ -316,6 +321,7 @@ class Operator:
         if self.leases is not None:
             await self.leases.stop()
         await self.sources.close()
+        await self.forecasts.close()
         await self.actuators.close()
         self.caller.close()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -150,6 +150,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 QUERY_PATH = "/api/v1/query"
+QUERY_RANGE_PATH = "/api/v1/query_range"
 MAX_SERIES_SHOWN = 5
 """How many label sets a several-series error shows."""
 MAX_LABELS_CHARS = 160
@@ -699,8 +700,57 @@ class PrometheusMetricSource:
             ) from exc
         return headers
 
+    async def read_range(
+        self, query: MetricQuery, start: float, end: float, step: int
+    ) -> list[tuple[float, float]]:
+        """The query evaluated every ``step`` seconds from ``start`` to ``end`` (epoch
+        seconds): ``GET /api/v1/query_range``, for the forecast's history.
+
+        ``(time, value)`` pairs, oldest first; an empty result is an empty list (no
+        history, never zeros), NaN and infinite samples are left out, and never more
+        points than the range holds are read. Errors as for :meth:`read` (the same
+        hostile-answer rules, the same ``maxResponseBytes``); several series are
+        :class:`InvalidQuery`.
+        """
+        source = query.source
+        if not isinstance(source, PrometheusSource):
+            raise TypeError(f"{query.resource} metric {query.metric.name} is not a Prometheus one")
+        if not (step > 0 and start <= end):
+            raise ValueError(f"a range query needs step > 0 and start <= end, got {step}")
+        where = f"{query.resource} metric {query.metric.name} history"
+        address, answer = await self._exchange(
+            where,
+            source,
+            QUERY_RANGE_PATH,
+            {
+                "query": source.query,
+                "start": f"{start:.3f}",
+                "end": f"{end:.3f}",
+                "step": str(step),
+            },
+            hint="a range query of 14 days at a 300 s step is about 100 KiB",
+        )
+        return _interpret_range(
+            where, address, source.query, answer, start=start, end=end, step=step
+        )
+
     async def _query(self, query: MetricQuery, source: PrometheusSource, now: datetime) -> Sample:
         where = f"{query.resource} metric {query.metric.name}"
+        address, answer = await self._exchange(
+            where, source, QUERY_PATH, {"query": source.query, "time": f"{now.timestamp():.3f}"}
+        )
+        return _interpret(where, address, source.query, answer)
+
+    async def _exchange(
+        self,
+        where: str,
+        source: PrometheusSource,
+        path: str,
+        params: dict[str, str],
+        *,
+        hint: str = "an instant query for scaling returns one series",
+    ) -> tuple[str, _Answer]:
+        """One GET of ``path`` on the source's server: its normal address and the answer."""
         try:
             address = normalize_address(source.server_address)
         except ValueError as exc:
@@ -713,12 +763,8 @@ class PrometheusMetricSource:
         )
         server = await self._server(address, where)
         headers = await self._headers(server.auth, where, address)
-        url = URL(address + QUERY_PATH, encoded=True)
-        params = {
-            "query": source.query,
-            "time": f"{now.timestamp():.3f}",
-            "timeout": f"{timeout:g}s",
-        }
+        url = URL(address + path, encoded=True)
+        params = {**params, "timeout": f"{timeout:g}s"}
         limit = self.settings.max_response_bytes
         try:
             # one deadline for everything: connecting, TLS, headers and the whole body
@@ -732,10 +778,10 @@ class PrometheusMetricSource:
                     allow_redirects=False,
                 ) as resp,
             ):
-                answer = await _read_answer(resp, limit, where, address)
+                answer = await _read_answer(resp, limit, where, address, hint=hint)
         except (TimeoutError, aiohttp.ClientError, OSError, EOFError) as exc:
             raise self._unreachable(where, address, exc, timeout) from exc
-        return _interpret(where, address, source.query, answer)
+        return address, answer
 
     def _unreachable(
         self, where: str, address: str, exc: BaseException, timeout: float
@@ -809,13 +855,15 @@ class _Answer:
 
 
 async def _read_answer(
-    resp: aiohttp.ClientResponse, limit: int, where: str, server: str
+    resp: aiohttp.ClientResponse,
+    limit: int,
+    where: str,
+    server: str,
+    *,
+    hint: str = "an instant query for scaling returns one series",
 ) -> _Answer:
     """Read status, headers and at most ``limit`` bytes of body (decompressed)."""
-    hint = (
-        "(maxResponseBytes in the operator's Prometheus settings); an instant query "
-        "for scaling returns one series"
-    )
+    hint = f"(maxResponseBytes in the operator's Prometheus settings); {hint}"
     declared = resp.content_length
     if declared is not None and declared > limit:
         resp.close()
@@ -867,11 +915,10 @@ def _error_envelope(doc: dict[str, Any] | None) -> tuple[str, str] | None:
     return _clean(error_type, 40), _clean(error, MAX_ERROR_CHARS)
 
 
-def _interpret(where: str, server: str, promql: str, answer: _Answer) -> Sample:
-    """Turn one HTTP answer of /api/v1/query into a Sample or an error of the tree.
-
-    Only a Prometheus error envelope's text is shown; anything else by its shape.
-    """
+def _data(where: str, server: str, promql: str, answer: _Answer) -> dict[str, Any]:
+    """The ``data`` of a successful Prometheus API answer, or the error of the tree the
+    answer stands for. Only a Prometheus error envelope's text is shown; anything else by
+    its shape."""
     status = answer.status
     doc = _parse(answer.body)
     envelope = _error_envelope(doc)
@@ -913,7 +960,12 @@ def _interpret(where: str, server: str, promql: str, answer: _Answer) -> Sample:
     data = doc.get("data") if doc and doc.get("status") == "success" else None
     if not isinstance(data, dict):
         raise MetricUnavailable(_not_prometheus(where, server, answer))
+    return data
 
+
+def _interpret(where: str, server: str, promql: str, answer: _Answer) -> Sample:
+    """Turn one HTTP answer of /api/v1/query into a Sample or an error of the tree."""
+    data = _data(where, server, promql, answer)
     kind = data.get("resultType")
     result = data.get("result")
     if kind == "scalar":
@@ -938,6 +990,35 @@ def _interpret(where: str, server: str, promql: str, answer: _Answer) -> Sample:
             "e.g. wrap a range selector in rate(...[5m]) or avg_over_time(...[5m])"
         )
     raise MetricUnavailable(_not_prometheus(where, server, answer))
+
+
+def _interpret_range(
+    where: str, server: str, promql: str, answer: _Answer, *, start: float, end: float, step: int
+) -> list[tuple[float, float]]:
+    """Turn one HTTP answer of /api/v1/query_range into (time, value) pairs."""
+    data = _data(where, server, promql, answer)
+    result = data.get("result")
+    if data.get("resultType") != "matrix" or not isinstance(result, list):
+        raise MetricUnavailable(_not_prometheus(where, server, answer))
+    if not result:
+        return []
+    if len(result) > 1:
+        raise InvalidQuery(_several(where, promql, result))
+    values = result[0].get("values") if isinstance(result[0], dict) else None
+    if not isinstance(values, list):
+        raise MetricUnavailable(_not_prometheus(where, server, answer))
+    out: list[tuple[float, float]] = []
+    for pair in values[: math.floor((end - start) / step) + 1]:  # no more than the range holds
+        try:
+            ts, raw = pair
+            t, value = float(ts), float(raw)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MetricUnavailable(
+                f"{where}: the answer from {server} has a malformed sample (not [time, value])"
+            ) from exc
+        if math.isfinite(value) and start <= t <= end:
+            out.append((t, value))
+    return out
 
 
 def _not_prometheus(where: str, server: str, answer: _Answer) -> str:

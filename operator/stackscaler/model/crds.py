@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from functools import cache
 
 from stackscaler import API_GROUP, API_VERSION
-from stackscaler.model.predictive import predictive_metric_rule, predictive_schema
+from stackscaler.model.predictive import (
+    forecast_status_schema,
+    predictive_metric_rule,
+    predictive_schema,
+)
 from stackscaler.model.schema import (
     JSON,
     Node,
@@ -1101,6 +1105,7 @@ def _status() -> JSON:
                 {},
                 preserve_unknown=True,
             ),
+            "forecast": forecast_status_schema(),
             "conditions": array(
                 "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused, DryRun, "
                 "OutOfBandChange, Conflict.",

@@ -127,6 +127,46 @@ def predictive_schema(name_pattern: str) -> JSON:
     )
 
 
+def forecast_status_schema() -> JSON:
+    """``status.forecast``: what the forecast says and, in ForecastOnly, would have done."""
+    return obj(
+        "The forecast of spec.predictive, as of the last decision written: its state, why, "
+        "and the floor it sets (ForecastAndScale) or would set (ForecastOnly).",
+        {
+            "mode": string("ForecastOnly or ForecastAndScale.", max_length=32),
+            "metric": string("The metric forecast.", max_length=63),
+            "state": string(
+                "Pending (reading the history), Ready (a forecast to act on) or Refused.",
+                max_length=16,
+            ),
+            "reason": string(
+                "Ready, ReadingHistory, TooLittleHistory, ErrorTooHigh, NoSkill or "
+                "HistoryUnavailable.",
+                max_length=64,
+            ),
+            "message": string(
+                "The back-test's figures, or why the forecast refuses.", max_length=1024
+            ),
+            "leadSeconds": integer("How far ahead the floor provisions.", fmt="int64"),
+            "refreshTime": string("When the forecast was last refitted.", fmt="date-time"),
+            "nextRefreshTime": string("When it is refitted next.", fmt="date-time"),
+            "historyHours": number("Hours of history held (5-minute periods with a value)."),
+            "backtestError": number("The back-test's error (WAPE of 5-minute means; 0.12 = 12%)."),
+            "load": number(
+                "The forecast's load (its upper quantile) at its highest over the next lead."
+            ),
+            "floor": integer(
+                "The capacity that load needs, within [minCapacity, maxCapacity].", fmt="int64"
+            ),
+            "wouldRaiseTo": integer(
+                "ForecastOnly: the capacity ForecastAndScale would have decided, when above "
+                "the reactive decision.",
+                fmt="int64",
+            ),
+        },
+    )
+
+
 def _tracked(n: Node) -> list[str]:
     return [m["name"] for m in n.get("metrics", ()) if "target" in m and "name" in m]
 

@@ -52,6 +52,11 @@ AWS_OUTCOMES = frozenset({"ok", "throttled", "denied", "not_found", "error"})
 
 STATUS_WRITE_RESULTS = ("written", "skipped")
 
+FORECAST_OUTCOMES = frozenset(
+    {"Ready", "TooLittleHistory", "ErrorTooHigh", "NoSkill", "HistoryUnavailable"}
+)
+"""Outcomes of a forecast refresh (``stackscaler_forecast_refreshes``)."""
+
 EVENT_RESULTS = frozenset({"posted", "suppressed", "failed"})
 """What became of an Event: posted, suppressed (the resource's hourly Event budget was
 spent: logged, not posted) or failed (the API server refused it or could not be reached)."""
@@ -158,6 +163,14 @@ class OperatorMetrics:
             ("kind", "type", "reason", "result"),
             registry=r,
         )
+        self.forecast_refreshes = Counter(
+            "stackscaler_forecast_refreshes",
+            "Refreshes of spec.predictive's forecasts (a history read and a fit), by outcome: "
+            "Ready, a refusal (TooLittleHistory, ErrorTooHigh, NoSkill) or HistoryUnavailable "
+            "(the read failed).",
+            ("outcome",),
+            registry=r,
+        )
         self.resources = Gauge(
             "stackscaler_resources",
             "Resources managed by the operator, by kind.",
@@ -241,6 +254,16 @@ class OperatorMetrics:
         self, kind: str, namespace: str, name: str, *, paused: bool, dry_run: bool
     ) -> None:
         self.resource_series.set_mode((kind, namespace, name), paused=paused, dry_run=dry_run)
+
+    def record_forecast(self, kind: str, namespace: str, name: str, floor: int | None) -> None:
+        """The floor of spec.predictive's forecast at this decision (None: no ready one)."""
+        self.resource_series.set_forecast_floor((kind, namespace, name), floor)
+
+    def record_forecast_refresh(self, outcome: str) -> None:
+        """Count one forecast refresh by its outcome (one of :data:`FORECAST_OUTCOMES`;
+        anything else counts as HistoryUnavailable)."""
+        label = outcome if outcome in FORECAST_OUTCOMES else "HistoryUnavailable"
+        self.forecast_refreshes.labels(label).inc()
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Remove every series of a (deleted) resource, per-metric ones included."""

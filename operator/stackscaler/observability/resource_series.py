@@ -147,6 +147,13 @@ FAMILIES = (
         "1 if the resource is in dry-run mode (decisions are reported, not carried out), else 0.",
         "gauge",
     ),
+    FORECAST_FLOOR := Family(
+        "stackscaler_forecast_floor",
+        "The capacity spec.predictive's forecast needs a lead ahead (its floor) at the last "
+        "decision; absent without a ready forecast. ForecastAndScale keeps the desired "
+        "capacity at least this; ForecastOnly only reports it.",
+        "gauge",
+    ),
 )
 _INDEX = {family: i for i, family in enumerate(FAMILIES)}
 _HEADERS = tuple(family_header(f.exposed_name, f.doc, f.type) for f in FAMILIES)
@@ -275,6 +282,15 @@ class ResourceSeries(TextCollector):
             r = self._resource(res)
             r.set(PAUSED, 1 if paused else 0)
             r.set(DRY_RUN, 1 if dry_run else 0)
+
+    def set_forecast_floor(self, res: Resource, floor: float | None) -> None:
+        """The forecast's floor; None removes the series (no ready forecast)."""
+        with self._lock:
+            r = self._resource(res)
+            if floor is None:
+                r.remove(FORECAST_FLOOR)
+            else:
+                r.set(FORECAST_FLOOR, floor)
 
     def forget(self, res: Resource) -> None:
         """Remove every series of the resource (a no-op for an unknown one)."""

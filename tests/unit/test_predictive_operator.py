@@ -5,6 +5,7 @@ tests/integration/test_forecast_history.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
 from dataclasses import dataclass, field, replace
@@ -13,13 +14,14 @@ from typing import Any
 
 import pytest
 
-from stackscaler.errors import AccessDenied, MetricUnavailable
+from stackscaler.errors import AccessDenied, MetricUnavailable, PermanentError
 from stackscaler.metrics.cloudwatch import QueryResult
 from stackscaler.model.spec import CloudWatchSource, Resource, parse_resource
 from stackscaler.observability.metrics import OperatorMetrics
 from stackscaler.predictive import Forecasts
 from stackscaler.predictive.cloudwatch import (
     MAX_DATAPOINTS_PER_CALL,
+    CloudWatchHistory,
     HistoryRequest,
     Points,
     load_points,
@@ -32,6 +34,7 @@ from stackscaler.predictive.plan import CloudWatchRead, PrometheusRead, plan_for
 from stackscaler.reconcile import Reconciler
 from tests.conftest import example, mutate
 from tests.unit.forecast_helpers import web_day
+from tests.unit.test_cloudwatch_pure import ScriptedCaller, result
 from tests.unit.test_reconcile import FakeActuator, FakeActuators, FakeSources, Recorder
 
 DAY = 86400
@@ -498,3 +501,100 @@ async def test_a_restart_keeps_the_last_state_until_the_first_refresh() -> None:
     assert (h.forecast["state"], "floor" in h.forecast) == ("Ready", True)
     assert h.forecast["refreshTime"] == "2026-11-26T12:01:20Z"  # this process's first
     assert [r for _, r, _ in h.rec.events] == ["ForecastReady"]  # not again after the restart
+
+
+# --- what moto cannot answer: metric math, pages, CloudWatch's messages, a rejected call -----
+
+
+def _backlog_request(name: str, start: float, end: float) -> HistoryRequest:
+    r = _resource(
+        "WorkerPool",
+        metadata__name=name,
+        spec__queue__name=f"jobs-{name}",
+        spec__queue__includeInFlight=True,
+        spec__predictive={"mode": "ForecastOnly", "metric": "backlog"},
+    )
+    read = plan_for(r).read
+    assert isinstance(read, CloudWatchRead)
+    return HistoryRequest(r.key, read, start, end, f"{r.key} backlog history")
+
+
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+async def test_a_backlog_expression_is_sent_as_metric_math_and_pages_are_followed() -> None:
+    start, end = END - 900, END
+    pages = {
+        None: {
+            "MetricDataResults": [result("h0", [(_at(start), 7.0)])],
+            "NextToken": "more",
+        },
+        "more": {"MetricDataResults": [result("h1", [(_at(start + 300), 9.0)])]},
+    }
+    caller = ScriptedCaller(lambda p: pages[p.get("NextToken")])
+    history = CloudWatchHistory(caller, quiet=0.01, window=0.05)
+    a, b = await asyncio.gather(
+        history.read(_backlog_request("a", start, end)),
+        history.read(_backlog_request("b", start, end)),
+    )
+    assert (a, b) == ([(bin_of(start), 7.0)], [(bin_of(start) + 1, 9.0)])
+    first = caller.requests[0]["MetricDataQueries"]
+    assert [(q["Id"], q.get("ReturnData")) for q in first] == [
+        ("h0_m0", False),
+        ("h0_m1", False),
+        ("h0", True),
+        ("h1_m0", False),
+        ("h1_m1", False),
+        ("h1", True),
+    ]
+    assert first[2]["Expression"] == "h0_m0 + h0_m1"
+    assert first[0]["MetricStat"]["Metric"] == {
+        "Namespace": "AWS/SQS",
+        "MetricName": "ApproximateNumberOfMessagesVisible",
+        "Dimensions": [{"Name": "QueueName", "Value": "jobs-a"}],
+    }
+    assert first[0]["MetricStat"]["Period"] == 300
+    assert caller.clients.calls[("cloudwatch", "GetMetricData")] == 2  # one call, two pages
+
+
+async def test_cloudwatchs_messages_fail_the_read_they_are_about() -> None:
+    start, end = END - 900, END
+
+    def script(params: Any) -> dict[str, Any]:
+        return {
+            "MetricDataResults": [
+                result("h0", [(_at(start), 1.0)]),
+                result("h1", [], Messages=[{"Code": "MaxQueryTimeRangeExceed", "Value": "no"}]),
+            ]
+        }
+
+    history = CloudWatchHistory(ScriptedCaller(script), quiet=0.01, window=0.05)
+    a, b = await asyncio.gather(
+        history.read(_backlog_request("a", start, end)),
+        history.read(_backlog_request("b", start, end)),
+        return_exceptions=True,
+    )
+    assert a == [(bin_of(start), 1.0)]
+    assert isinstance(b, MetricUnavailable)
+    assert "shop/b backlog history: CloudWatch reported MaxQueryTimeRangeExceed: no" in str(b)
+
+
+async def test_a_rejected_call_is_split_until_the_culprit_is_alone() -> None:
+    start, end = END - 900, END
+
+    def script(params: Any) -> dict[str, Any]:
+        queries = params["MetricDataQueries"]
+        if any("jobs-bad" in str(q) for q in queries):
+            raise PermanentError("ValidationError: bad expression")
+        return {"MetricDataResults": [result(q["Id"], []) for q in queries]}
+
+    caller = ScriptedCaller(script)
+    history = CloudWatchHistory(caller, quiet=0.01, window=0.05)
+    outcomes = await asyncio.gather(
+        *(history.read(_backlog_request(n, start, end)) for n in ("a", "b", "bad", "c")),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == outcomes[1] == outcomes[3] == []
+    assert isinstance(outcomes[2], PermanentError)
+    assert str(outcomes[2]).startswith("shop/bad backlog history: ValidationError")

@@ -1007,8 +1007,8 @@ def _interpret_range(
     values = result[0].get("values") if isinstance(result[0], dict) else None
     if not isinstance(values, list):
         raise MetricUnavailable(_not_prometheus(where, server, answer))
-    out: list[tuple[float, float]] = []
-    for pair in values[: math.floor((end - start) / step) + 1]:  # no more than the range holds
+    slots: dict[int, tuple[float, float]] = {}
+    for pair in values:  # as many as maxResponseBytes let in; one per step is kept
         try:
             ts, raw = pair
             t, value = float(ts), float(raw)
@@ -1017,8 +1017,8 @@ def _interpret_range(
                 f"{where}: the answer from {server} has a malformed sample (not [time, value])"
             ) from exc
         if math.isfinite(value) and start <= t <= end:
-            out.append((t, value))
-    return out
+            slots.setdefault(round((t - start) / step), (t, value))
+    return [slots[k] for k in sorted(slots)]
 
 
 def _not_prometheus(where: str, server: str, answer: _Answer) -> str:

@@ -17,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stackscaler.errors import MetricStale, MetricUnavailable, StackscalerError, TierCycle
+from stackscaler.handlers.operator import Operator, RunSettings
+from stackscaler.leases import LeaseSettings
 from stackscaler.metrics.base import MetricQuery
 from stackscaler.metrics.registry import MetricSources
 from stackscaler.metrics.tier import TierIndex, TierMetricSource, TierStatus
@@ -29,7 +31,7 @@ from stackscaler.model.tiers import (
     find_cycles,
     tier_edges,
 )
-from stackscaler.reconcile import material
+from stackscaler.reconcile import Ref, material
 from tests.conftest import EXAMPLES, load_docs
 from tests.unit.test_cli import run
 from tests.unit.test_reconcile import T0, body
@@ -486,3 +488,48 @@ def test_recommendation_and_metric_times_are_volatile() -> None:
 
 def test_errors_are_in_the_tree() -> None:
     assert issubclass(TierCycle, StackscalerError) and not TierCycle.temporary
+
+
+# --- the operator's wiring ------------------------------------------------------
+
+
+async def test_the_operator_indexes_every_resource_whatever_its_shard_or_selector(
+    tmp_path: Path,
+) -> None:
+    """The watch of the four kinds feeds the index before the selector and the shards
+    decide what this replica acts on: a tier served elsewhere is read all the same."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    op = Operator(
+        RunSettings(
+            kubeconfig=str(kubeconfig),
+            selector=(("team", "db"),),  # web is not selected by this operator
+            leases=LeaseSettings(namespace="ops", identity="r1", shards=4),  # none held
+        )
+    )
+    try:
+        front, db = web(status=written()), pool()
+        db["metadata"]["labels"] = {"team": "db"}
+        op.on_event({"type": None}, front)
+        op.on_event({"type": "ADDED"}, db)
+        assert len(op.scheduler) == 0  # acts on nothing: no shard held
+        assert op.reconciler.followed(Ref("WebTier", "shop", "web", "uid-web"))
+        readings = await op.sources.observe_all(parse_resource(db), T0)
+        assert readings["follow"][0].value == 4200.0
+        op.on_event({"type": "DELETED"}, front)
+        obs, err = (await op.sources.observe_all(parse_resource(db), T0))["follow"]
+        assert obs.value is None and isinstance(err, MetricUnavailable)
+        assert "no WebTier web in namespace shop" in str(err)
+    finally:
+        await op.close()

@@ -76,11 +76,13 @@ image-tools:
 
 # Decision quality and speed: every policy over the NASA trace and synthetic traces,
 # as ratios to the oracle measured in the same run (docs/simulate.md); predictive scaling,
-# with and without the forecast, and one forecast refresh's CPU (docs/forecast.md); then
+# with and without the forecast, and one forecast refresh's CPU (docs/forecast.md); the
+# operator's forecast refresh of 1,000 tiers in GetMetricData calls, against moto (ditto); then
 # the CPU of one /metrics scrape at 2,000 resources against generate_latest (docs/operator.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.forecast
+	$(BIN)/python -m bench.forecast_reads
 	$(BIN)/python -m bench.exposition
 
 # The operator at fleet scale: 2,000 WebTiers on the real control plane and moto, per

@@ -9,10 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stackscaler.cli import main
 from stackscaler.cli.demo import example_web
 from stackscaler.forecast import PredictiveMode, PredictiveSettings
+from stackscaler.model.spec import Resource, parse_resource
 from stackscaler.sim import plot as plot_module
 from stackscaler.sim.run import RunConfig, compare, run
 from stackscaler.sim.trace import Trace
@@ -112,7 +114,7 @@ def test_the_lead_defaults_to_the_tiers_warm_up() -> None:
 
 def test_reactive_needs_predictive_settings() -> None:
     tier, trace = example_web(), morning_rush(days=1)
-    with pytest.raises(ValueError, match="needs --predictive"):
+    with pytest.raises(ValueError, match=r"has no spec\.predictive"):
         run(tier, trace, "reactive", _cfg())
 
 
@@ -159,7 +161,7 @@ def test_simulate_predictive_flags(trace: str, capsys: pytest.CaptureFixture[str
     ("args", "message"),
     [
         (["--lead", "300"], "--lead needs --predictive ForecastOnly|ForecastAndScale"),
-        (["--policy", "reactive"], "policy 'reactive' (default without the forecast) needs"),
+        (["--policy", "reactive"], "shop/web has no spec.predictive (or --predictive)"),
         (
             ["--predictive", "ForecastOnly", "--predictive-metric", "memory"],
             "predictive metric 'memory' is not one of the tier's metrics",
@@ -183,3 +185,69 @@ def test_simulate_predictive_bad_values(
         main(["simulate", "-f", STACK, "--tier", "web", "--trace", trace, flag, value])
     assert exc.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+# --- spec.predictive: the resource's own settings, the flags as overrides -------------------
+
+PREDICTIVE = ROOT / "examples" / "predictive.yaml"
+
+
+def storefront() -> Resource:
+    """The web tier of examples/predictive.yaml: ForecastAndScale on requests-per-minute."""
+    doc = next(
+        d for d in yaml.safe_load_all(PREDICTIVE.read_text()) if d and d["kind"] == "WebTier"
+    )
+    return parse_resource(doc)
+
+
+def test_the_resources_spec_predictive_drives_the_default_policy() -> None:
+    tier, trace = storefront(), morning_rush(days=4)
+    assert tier.scaling.predictive is not None
+    cfg = RunConfig(scale=2400.0, capacity_per_unit=2400.0)  # requests per minute
+    with_it, without = compare(tier, trace, ["default", "reactive"], cfg)
+    s = with_it.predictive
+    assert s is not None and without.predictive is None
+    assert (s.mode, s.metric) == ("ForecastAndScale", "requests-per-minute")
+    assert s.lead_seconds == 300  # the spec sets none: the tier's warm-up
+    assert s.refused["TooLittleHistory"] == 48 and s.ready == 48 and s.raised > 0
+    assert with_it.under_provisioned_minutes < without.under_provisioned_minutes
+
+
+def test_the_flags_override_the_spec(trace: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["simulate", "-f", str(PREDICTIVE), "--tier", "storefront", "--trace", trace,
+         "--scale", "100", "--capacity-per-unit", "2400", "--policy", "all",
+         "--predictive", "ForecastOnly", "--lead", "600", "--json", "-"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    reports = json.loads(out[out.index("{") :])["reports"]
+    assert [r["policy"] for r in reports][-1] == "reactive"  # the spec forecasts: with and without
+    p = reports[0]["predictive"]
+    assert (p["mode"], p["metric"], p["lead_seconds"]) == (
+        "ForecastOnly",
+        "requests-per-minute",
+        600,
+    )
+
+
+def test_without_flags_the_spec_runs(trace: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "simulate",
+        "-f",
+        str(PREDICTIVE),
+        "--tier",
+        "storefront",
+        "--trace",
+        trace,
+        "--json",
+        "-",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    p = json.loads(out[out.index("{") :])["predictive"]
+    assert (p["mode"], p["metric"], p["lead_seconds"]) == (
+        "ForecastAndScale",
+        "requests-per-minute",
+        300,
+    )

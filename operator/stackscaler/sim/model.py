@@ -20,6 +20,7 @@ from stackscaler.model.spec import (
     ScalingSpec,
     SqsSource,
     TargetType,
+    TierSource,
 )
 
 WARMUP_BY_TARGET = {kind: float(s) for kind, s in WARMUP_SECONDS_BY_TARGET.items()}
@@ -37,15 +38,26 @@ def default_warmup(resource: Resource) -> float:
     return WARMUP_BY_TARGET.get(resource.target.kind, 180.0)
 
 
+def follows(m: MetricSpec) -> bool:
+    """Whether ``m`` reads another tier (a tier source), not this tier's own load."""
+    return isinstance(m.source, TierSource)
+
+
+def own_metrics(spec: ScalingSpec) -> tuple[MetricSpec, ...]:
+    """The metrics the tier's own load produces (its tier sources left out)."""
+    return tuple(m for m in spec.metrics if not follows(m))
+
+
 def target_utilization(spec: ScalingSpec, capacity_per_unit: float) -> float:
     """The headroom the user chose, as a utilization (0-1]: the most demanding target.
 
     ``Value`` targets are a utilization in percent (CPU); ``AverageValue``
     targets are demand per unit, so target / capacity_per_unit; a queue
-    backlog target is not a utilization (1.0); step scaling neither.
+    backlog target is not a utilization (1.0); step scaling neither; a tier
+    source measures another tier, not this one's load (left out).
     """
     utils: list[float] = []
-    for m in spec.metrics:
+    for m in own_metrics(spec):
         if m.target is None or m.name == BACKLOG_METRIC:
             continue
         if m.target.type is TargetType.VALUE:
@@ -115,7 +127,14 @@ class FeedSpec:
 
 
 def feed_spec(m: MetricSpec, step_seconds: float) -> FeedSpec:
+    """How the tier's own metric ``m`` reaches the policy (not a tier source: those read
+    the other tier's last decision, :mod:`stackscaler.sim.stack`)."""
     source = m.source
+    if isinstance(source, TierSource):
+        raise ValueError(
+            f"metric {m.name!r} follows {source} (a tier source): simulate it with the tier "
+            "it follows (stackscaler simulate --stack)"
+        )
     if m.name == BACKLOG_METRIC or isinstance(source, SqsSource):
         signal, period, delay = "backlog", step_seconds, 0.0
     else:

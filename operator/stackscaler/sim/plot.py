@@ -35,31 +35,71 @@ class PlotUnavailable(StackscalerError):
     """``--plot`` was asked for but matplotlib is not installed (the CLI says how to get it)."""
 
 
+class PlotWindowEmpty(StackscalerError):
+    """``--plot-window`` lies outside the run."""
+
+
 def require_matplotlib() -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise PlotUnavailable(MISSING)
 
 
-def report_chart(reports: Sequence[Report]) -> Chart:
-    """One panel per policy's report (their series must have been recorded)."""
-    panels = []
-    for r in reports:
-        s = r.series
-        panels.append(
-            Panel(
-                title=(
-                    f"{r.policy}: {r.capacity_unit_hours:,.0f} unit-h ({r.oracle_ratio:.2f}x "
-                    f"oracle), {r.under_provisioned_minutes:,.0f} min under-provisioned"
-                ),
-                x=tuple(m / 60 for m in s.minutes),
-                demand=s.demand_units,
-                ready=tuple(float(v) for v in s.ready),
-                desired=tuple(float(v) for v in s.desired),
-                forecast=s.forecast_units,
-                floor=s.floor,
+Window = tuple[float, float]
+"""Hours from the trace's start: [from, to)."""
+
+
+def _sliced(values: Sequence[float], keep: slice) -> tuple[float, ...]:
+    return tuple(float(v) for v in values[keep])
+
+
+def report_panel(r: Report, window: Window | None = None, prefix: str = "") -> Panel:
+    """One report's panel (its series must have been recorded), within ``window``."""
+    s = r.series
+    hours = [m / 60 for m in s.minutes]
+    keep = slice(0, len(hours))
+    if window is not None:
+        lo, hi = window
+        first = next((i for i, h in enumerate(hours) if h >= lo), len(hours))
+        last = next((i for i, h in enumerate(hours) if h >= hi), len(hours))
+        if first >= last:
+            raise PlotWindowEmpty(
+                f"--plot-window {lo:g}:{hi:g}: the run has {len(hours) * r.step_seconds / 3600:g} "
+                "hours"
             )
-        )
-    return Chart(f"{reports[0].tier} on {reports[0].trace}", tuple(panels))
+        keep = slice(first, last)
+    return Panel(
+        title=(
+            f"{prefix}{r.policy}: {r.capacity_unit_hours:,.0f} unit-h ({r.oracle_ratio:.2f}x "
+            f"oracle), {r.under_provisioned_minutes:,.0f} min under-provisioned"
+            + (" (whole run)" if window is not None else "")
+        ),
+        x=_sliced(hours, keep),
+        demand=_sliced(s.demand_units, keep),
+        ready=_sliced(s.ready, keep),
+        desired=_sliced(s.desired, keep),
+        forecast=_sliced(s.forecast_units, keep),
+        floor=_sliced(s.floor, keep),
+    )
+
+
+def report_chart(reports: Sequence[Report], window: Window | None = None) -> Chart:
+    """One panel per policy's report (their series must have been recorded)."""
+    panels = tuple(report_panel(r, window) for r in reports)
+    return Chart(f"{reports[0].tier} on {reports[0].trace}", panels, xlabel=_xlabel(window))
+
+
+def stack_chart(runs: Sequence[Sequence[Report]], window: Window | None = None) -> Chart:
+    """``--stack``: for each tier, one panel per policy (tier by tier)."""
+    panels = tuple(
+        report_panel(per_policy[k], window, prefix=f"{per_policy[k].tier}, ")
+        for k in range(len(runs[0]))
+        for per_policy in runs
+    )
+    return Chart(f"stack on {runs[0][0].trace}", panels, xlabel=_xlabel(window))
+
+
+def _xlabel(window: Window | None) -> str:
+    return "hours from the trace's start" if window is not None else "hours"
 
 
 def render(chart: Chart) -> Any:
@@ -147,5 +187,10 @@ def _save_png(fig: Any, path: Path) -> None:
     rgb.quantize(colors=256, method=image.Quantize.FASTOCTREE).save(path, "PNG", optimize=True)
 
 
-def plot(reports: Sequence[Report], out: str) -> None:
-    draw(report_chart(reports), out)
+def plot(reports: Sequence[Report], out: str, window: Window | None = None) -> None:
+    draw(report_chart(reports, window), out)
+
+
+def plot_stack(runs: Sequence[Sequence[Report]], out: str, window: Window | None = None) -> None:
+    """``--stack``: every tier under every policy (per policy, one report per tier)."""
+    draw(stack_chart(runs, window), out)

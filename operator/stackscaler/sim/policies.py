@@ -25,12 +25,12 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from stackscaler.model.spec import ScalingSpec
-from stackscaler.policy import History, MetricObservation, Observations, decide
+from stackscaler.policy import Decision, History, MetricObservation, Observations, decide
 from stackscaler.sim.model import FeedSpec, Pool, Signals
 from stackscaler.sim.predictive import SimForecaster
 
@@ -50,6 +50,12 @@ class Controller(Protocol):
         ...
 
 
+class MetricRead(Protocol):
+    """A metric that is not the tier's own (a tier source): read at decision time."""
+
+    def observe(self, now: datetime) -> MetricObservation: ...
+
+
 class DecideController:
     """Runs ``policy.decide`` on the simulated metric feeds.
 
@@ -58,6 +64,11 @@ class DecideController:
     warm-up ago (``starting_seconds``: the tier's ``warmupSeconds``; None: the
     world's own warm-up, the units not serving yet). Nothing is ever
     ``leaving``: a scale-in removes units at once.
+
+    ``reads``: the metrics that are not the tier's own (tier sources, ``--stack``),
+    by name, each read at decision time. The controller keeps what the operator
+    would have recorded of its last decision (``last``, ``last_metrics``,
+    ``last_time``): what another tier's tier source reads.
     """
 
     def __init__(
@@ -70,8 +81,10 @@ class DecideController:
         *,
         starting_seconds: float | None = None,
         forecaster: SimForecaster | None = None,
+        reads: Mapping[str, MetricRead] | None = None,
     ) -> None:
         self.name = name
+        self.reads = dict(reads or {})
         self.forecaster = forecaster
         self.spec = spec
         self.feeds = tuple(feeds)
@@ -81,6 +94,11 @@ class DecideController:
         self.launches: deque[list[float]] = deque()  # [launched at, units], oldest first
         self.history = History()
         self.last_reason = ""
+        self.last: Decision | None = None
+        """The last decision (None before the first)."""
+        self.last_metrics: dict[str, MetricObservation] = {}
+        """The metrics the last decision read, with their samples' times."""
+        self.last_time: datetime | None = None
 
     def _starting(self, t: float, pool: Pool) -> int:
         if self.starting_seconds is None:
@@ -113,6 +131,8 @@ class DecideController:
             metrics[f.name] = MetricObservation(
                 value, datetime.fromtimestamp(t0 - age, now.tzinfo) if age else None
             )
+        for name, read in self.reads.items():
+            metrics[name] = read.observe(now)
         starting = self._starting(t0, pool)
         obs = Observations(pool.capacity, metrics, starting=starting, leaving=0)
         d = decide(self.spec, obs, self.history, now)
@@ -120,6 +140,7 @@ class DecideController:
             d = self.forecaster.adjust(i, now, signals, d)
         self.history = d.history
         self.last_reason = d.headline
+        self.last, self.last_metrics, self.last_time = d, metrics, now
         self._track(t0, pool.capacity, d.desired)
         return d.desired
 

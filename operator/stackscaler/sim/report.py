@@ -1,11 +1,14 @@
-"""The report table (stdout) and JSON for ``stackscaler simulate``."""
+"""The report table (stdout) and JSON for ``stackscaler simulate`` (and ``--stack``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from stackscaler.model.spec import TierSource
 from stackscaler.sim.run import Report
+from stackscaler.sim.stack import StackTier
+from stackscaler.sim.trace import Trace
 
 COLUMNS = (
     ("policy", "{:<16}"),
@@ -65,3 +68,42 @@ def to_json(reports: Sequence[Report]) -> dict[str, Any]:
         return reports[0].to_dict()
     first = reports[0].to_dict()
     return {**first, "reports": [r.to_dict() for r in reports]}
+
+
+def stack_header(tiers: Sequence[StackTier], trace: Trace, others: Sequence[str] = ()) -> str:
+    """What a ``--stack`` run simulates: the front tier, the couplings, the tiers left out."""
+    front = tiers[0].resource.key
+    lines = [f"stack on trace {trace.name}: front tier {front} (the trace's demand)"]
+    for t in tiers[1:]:
+        assert t.coupling is not None
+        lines.append(f"  {t.resource.key}: load = {t.coupling.describe(front)}")
+        for m in t.resource.scaling.metrics:
+            if isinstance(m.source, TierSource):
+                lines.append(f"    metric {m.name} follows {m.source} (as last recorded)")
+    if others:
+        lines.append(f"not in the stack (no --couple): {'; '.join(others)}")
+    return "\n".join(lines)
+
+
+def stack_json(
+    tiers: Sequence[StackTier], trace: Trace, runs: Sequence[Sequence[Report]]
+) -> dict[str, Any]:
+    """``{"stack": {...}, "tiers": [...]}``: the stack's shape, then per tier what
+    :func:`to_json` gives for a single-tier run of the same policies."""
+    front = tiers[0].resource.key
+    return {
+        "stack": {
+            "trace": trace.name,
+            "front": front,
+            "couplings": [
+                {
+                    "tier": t.resource.key,
+                    "ratio": t.coupling.ratio,
+                    "lag_seconds": t.coupling.lag_seconds,
+                }
+                for t in tiers[1:]
+                if t.coupling is not None
+            ],
+        },
+        "tiers": [to_json([per_policy[k] for per_policy in runs]) for k in range(len(tiers))],
+    }

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from stackscaler.sim.model import (
     Signals,
     default_warmup,
     feed_spec,
+    own_metrics,
     target_utilization,
     units_needed,
     utilization,
@@ -27,6 +28,7 @@ from stackscaler.sim.policies import (
     POLICIES,
     Controller,
     DecideController,
+    MetricRead,
     PlanController,
     oracle_plan,
 )
@@ -54,8 +56,10 @@ class RunConfig:
     start: datetime = datetime(1995, 7, 1, 4, 0, tzinfo=UTC)
     record_series: bool = False
     predictive: PredictiveSettings | None = None
-    """The default policy forecasts with these (``spec.predictive`` once the CRD has it);
-    None: no forecast. With them, the ``reactive`` policy is the default without it."""
+    """The default policy forecasts with these instead of the resource's own
+    ``spec.predictive`` (``stackscaler simulate --predictive ...``: the spec with the
+    flags' overrides); None: the spec's (none without one). With a forecast, the
+    ``reactive`` policy is the default without it."""
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.step_seconds <= 60.0:
@@ -212,7 +216,11 @@ class Prepared:
 
 
 def prepare(resource: Resource, trace: Trace, cfg: RunConfig) -> Prepared:
-    demand = resample(trace, cfg.step_seconds, cfg.scale)
+    return prepare_demand(resource, resample(trace, cfg.step_seconds, cfg.scale), cfg)
+
+
+def prepare_demand(resource: Resource, demand: Sequence[float], cfg: RunConfig) -> Prepared:
+    """:func:`prepare` for a demand already per step (a coupled tier's, ``--stack``)."""
     target = target_utilization(resource.scaling, cfg.capacity_per_unit)
     warmup = default_warmup(resource) if cfg.warmup_seconds is None else cfg.warmup_seconds
     need = _needs(resource, demand, cfg, target)
@@ -220,10 +228,23 @@ def prepare(resource: Resource, trace: Trace, cfg: RunConfig) -> Prepared:
     return Prepared(tuple(demand), tuple(need), tuple(plan), target, warmup)
 
 
+def spec_settings(resource: Resource) -> PredictiveSettings | None:
+    """The resource's ``spec.predictive`` as the forecast's settings (None: it has none)."""
+    p = resource.scaling.predictive
+    return None if p is None else PredictiveSettings.from_spec(p)
+
+
+def predictive_settings(resource: Resource, cfg: RunConfig) -> PredictiveSettings | None:
+    """The forecast the default policy runs on ``resource``: ``cfg.predictive`` (the
+    overrides of ``stackscaler simulate --predictive ...``) when set, else the resource's
+    ``spec.predictive``; None: no forecast."""
+    return cfg.predictive if cfg.predictive is not None else spec_settings(resource)
+
+
 def forecaster(resource: Resource, cfg: RunConfig) -> SimForecaster | None:
-    """The default policy's forecast, from ``cfg.predictive`` (None: no forecast). The lead
+    """The default policy's forecast (None: none, :func:`predictive_settings`). The lead
     defaults to the operator's warm-up of the tier (the time a new unit needs to count)."""
-    settings = cfg.predictive
+    settings = predictive_settings(resource, cfg)
     if settings is None:
         return None
     lead = settings.lead_seconds
@@ -238,12 +259,36 @@ def forecaster(resource: Resource, cfg: RunConfig) -> SimForecaster | None:
     )
 
 
-def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) -> Controller:
+def controller(
+    name: str,
+    resource: Resource,
+    prep: Prepared,
+    cfg: RunConfig,
+    *,
+    reads: Mapping[str, MetricRead] | None = None,
+) -> Controller:
+    """The controller of policy ``name`` for one tier.
+
+    ``reads``: the tier sources of the tier, read from the other tiers of a stack
+    (:mod:`stackscaler.sim.stack`); None outside a stack, where a tier source cannot be
+    simulated. The HPA and AWS target tracking cannot read another tier: in a stack
+    they run on the tier's own metrics.
+    """
     spec = resource.scaling
-    feeds = [feed_spec(m, cfg.step_seconds) for m in spec.metrics]
+    if name == "static-peak":
+        return PlanController(name, [max(prep.need, default=0)] * len(prep.need))
+    if name == "oracle":
+        return PlanController(name, prep.oracle)
+    if name not in ("default", "reactive", "hpa", "target-tracking"):
+        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    own = spec.metrics if reads is None else own_metrics(spec)
+    feeds = [feed_spec(m, cfg.step_seconds) for m in own]
     if name in ("default", "reactive"):
-        if name == "reactive" and cfg.predictive is None:
-            raise ValueError("policy 'reactive' (default without the forecast) needs --predictive")
+        if name == "reactive" and predictive_settings(resource, cfg) is None:
+            raise ValueError(
+                f"policy 'reactive' (default without the forecast): {resource.key} has no "
+                "spec.predictive (or --predictive)"
+            )
         starting = cfg.starting_seconds
         if starting is None:  # what the operator's actuators count as starting
             starting = float(operator_warmup(resource).seconds)
@@ -255,17 +300,18 @@ def controller(name: str, resource: Resource, prep: Prepared, cfg: RunConfig) ->
             float(spec.poll_interval_seconds),
             starting_seconds=starting,
             forecaster=forecaster(resource, cfg) if name == "default" else None,
+            reads=reads,
         )
+    if not own:
+        raise ValueError(
+            f"{resource.key}: policy {name!r} cannot read another tier and the tier has no "
+            "metric of its own"
+        )
+    spec = replace(spec, metrics=own)
     if name == "hpa":
         return HpaController(spec, feeds, cfg.step_seconds)
-    if name == "target-tracking":
-        app = resource.target.kind != "AutoScalingGroup"
-        return TargetTrackingController(spec, feeds, cfg.step_seconds, app_autoscaling=app)
-    if name == "static-peak":
-        return PlanController(name, [max(prep.need, default=0)] * len(prep.need))
-    if name == "oracle":
-        return PlanController(name, prep.oracle)
-    raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    app = resource.target.kind != "AutoScalingGroup"
+    return TargetTrackingController(spec, feeds, cfg.step_seconds, app_autoscaling=app)
 
 
 class TierRun:

@@ -32,6 +32,8 @@ from stackscaler.predictive.cloudwatch import (
 from stackscaler.predictive.history import STEP, Bins, CapacityRecorder, bin_of, load_series
 from stackscaler.predictive.plan import CloudWatchRead, PrometheusRead, plan_for
 from stackscaler.reconcile import Reconciler
+from stackscaler.status.render import render_tier, tier_dict
+from stackscaler.status.view import tier_view
 from tests.conftest import example, mutate
 from tests.unit.forecast_helpers import web_day
 from tests.unit.test_cloudwatch_pure import ScriptedCaller, result
@@ -598,3 +600,20 @@ async def test_a_rejected_call_is_split_until_the_culprit_is_alone() -> None:
     assert outcomes[0] == outcomes[1] == outcomes[3] == []
     assert isinstance(outcomes[2], PermanentError)
     assert str(outcomes[2]).startswith("shop/bad backlog history: ValidationError")
+
+
+async def test_stackscaler_status_shows_the_forecast_line() -> None:
+    h = Harness(predictive_body(), FakeHistory())
+    await h.tick()
+    await h.settle()
+    await h.tick(30)
+    now = h.now
+    view = tier_view(h.body, now)
+    lines = render_tier(view, now.timestamp())
+    f = h.forecast
+    line = next(ln for ln in lines if ln.startswith("  forecast"))
+    assert line == (
+        f"  forecast   ForecastOnly cpu Ready: floor {f['floor']}, would raise to "
+        f"{f['wouldRaiseTo']} (lead 10m00s); {f['message']}; next refresh 2026-11-26T13:00:00Z"
+    )
+    assert tier_dict(view, now.timestamp())["forecast"]["wouldRaiseTo"] == f["wouldRaiseTo"]

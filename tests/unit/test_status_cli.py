@@ -225,6 +225,12 @@ def hostile() -> dict[str, Any]:
     for c in st["conditions"]:
         c.update(reason=HOSTILE, message=HOSTILE * 3, lastTransitionTime=HOSTILE)
     st["conditions"].append({"type": HOSTILE, "status": HOSTILE})
+    st["forecast"] = {
+        **dict.fromkeys(("mode", "metric", "state", "reason", "message"), HOSTILE),
+        "nextRefreshTime": HOSTILE,
+        "floor": 4,
+        "wouldRaiseTo": 4,
+    }
     b["spec"]["target"]["name"] = HOSTILE
     b["spec"]["mode"] = HOSTILE
     b["metadata"]["name"] = HOSTILE
@@ -277,6 +283,7 @@ def test_json_keeps_the_strings_but_is_pure_ascii_with_stable_keys() -> None:
             "pendingAction",
             "conditions",
             "scaleIn",
+            "forecast",
         ]
     )
     web = next(i for i in doc["items"] if i["name"] == "web" and i["capacity"]["current"])

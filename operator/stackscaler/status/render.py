@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from stackscaler.status.view import Condition, ScaleIn, ScaleInState, TierView
+from stackscaler.status.view import Condition, ForecastLine, ScaleIn, ScaleInState, TierView
 from stackscaler.text import safe_text
 
 JSON_VERSION: Final = 1
@@ -248,6 +248,31 @@ def _decision_lines(v: TierView, now: float, style: Style) -> list[str]:
     return out
 
 
+_FORECAST_CODES: Final = {"Ready": (GREEN,), "Refused": (YELLOW,)}
+
+
+def forecast_text(f: ForecastLine, style: Style = PLAIN) -> str:
+    """``ForecastOnly cpu Ready: floor 14, would raise to 14 (lead 600s): <message>``."""
+    state = esc(f.state or "?", 16)
+    head = f"{esc(f.mode or '?', 32)} {esc(f.metric or '?', 63)} "
+    head += style(state, *_FORECAST_CODES.get(f.state or "", (DIM,)))
+    if f.reason and f.reason != f.state:
+        head += f" ({esc(f.reason, 64)})"
+    parts = []
+    if f.floor is not None:
+        parts.append(f"floor {f.floor}")
+    if f.would_raise_to is not None:
+        parts.append("would raise to " + style(str(f.would_raise_to), YELLOW))
+    if parts:
+        lead = f" (lead {duration(f.lead_seconds)})" if f.lead_seconds is not None else ""
+        head += ": " + ", ".join(parts) + lead
+    if f.message:
+        head += f"; {esc(f.message, REASON_LIMIT)}"
+    if f.next_refresh:
+        head += f"; next refresh {esc(f.next_refresh, 64)}"
+    return head
+
+
 def _conditions_lines(v: TierView, style: Style) -> list[str]:
     if not v.conditions:
         return [_label("conditions", style) + style("none yet", DIM)]
@@ -301,6 +326,8 @@ def render_tier(v: TierView, now: float, *, style: Style = PLAIN) -> list[str]:
         _label("scale-in", style)
         + style(scale_in_text(v.scale_in, now), *_scale_in_codes(v.scale_in))
     )
+    if v.forecast is not None:
+        out.append(_label("forecast", style) + forecast_text(v.forecast, style))
     out += _conditions_lines(v, style)
     return out
 
@@ -407,6 +434,24 @@ def tier_dict(v: TierView, now: float) -> dict[str, Any]:
             for c in v.conditions
         ],
         "scaleIn": scale_in_dict(v.scale_in),
+        "forecast": None if v.forecast is None else forecast_dict(v.forecast),
+    }
+
+
+def forecast_dict(f: ForecastLine) -> dict[str, Any]:
+    return {
+        "mode": f.mode,
+        "metric": f.metric,
+        "state": f.state,
+        "reason": f.reason,
+        "message": f.message,
+        "floor": f.floor,
+        "wouldRaiseTo": f.would_raise_to,
+        "load": f.load,
+        "leadSeconds": f.lead_seconds,
+        "backtestError": f.backtest_error,
+        "historyHours": f.history_hours,
+        "nextRefreshTime": f.next_refresh,
     }
 
 

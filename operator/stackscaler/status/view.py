@@ -84,6 +84,24 @@ class PendingAction:
 
 
 @dataclass(frozen=True)
+class ForecastLine:
+    """``status.forecast``: spec.predictive's forecast as the operator last wrote it."""
+
+    mode: str | None
+    metric: str | None
+    state: str | None
+    reason: str | None
+    message: str
+    floor: int | None
+    would_raise_to: int | None
+    load: float | None
+    lead_seconds: int | None
+    backtest_error: float | None
+    history_hours: float | None
+    next_refresh: str | None
+
+
+@dataclass(frozen=True)
 class ScaleIn:
     """The next allowed scale-in, from the policy's cooldown and stabilization window."""
 
@@ -126,6 +144,7 @@ class TierView:
     pending: PendingAction | None
     conditions: tuple[Condition, ...]
     scale_in: ScaleIn
+    forecast: ForecastLine | None = None
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -222,6 +241,25 @@ def _decision(raw: Any) -> LastDecision | None:
         _str(raw.get("limitedBy")),
         tuple(r for r in _list(raw.get("reasons")) if isinstance(r, str)),
         metrics,
+    )
+
+
+def _forecast(raw: Any) -> ForecastLine | None:
+    if not isinstance(raw, Mapping):
+        return None
+    return ForecastLine(
+        _str(raw.get("mode")),
+        _str(raw.get("metric")),
+        _str(raw.get("state")),
+        _str(raw.get("reason")),
+        _str(raw.get("message")) or "",
+        _int(raw.get("floor")),
+        _int(raw.get("wouldRaiseTo")),
+        _num(raw.get("load")),
+        _int(raw.get("leadSeconds")),
+        _num(raw.get("backtestError")),
+        _num(raw.get("historyHours")),
+        _str(raw.get("nextRefreshTime")),
     )
 
 
@@ -334,6 +372,7 @@ def tier_view(body: Mapping[str, Any], now: datetime, cache: SpecCache | None = 
         pending=_pending(st.get("pendingAction")),
         conditions=_conditions(st.get("conditions")),
         scale_in=scale_in_view(body, current, decision is not None, now, cache),
+        forecast=_forecast(st.get("forecast")),
     )
 
 

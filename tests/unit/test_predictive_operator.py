@@ -617,3 +617,30 @@ async def test_stackscaler_status_shows_the_forecast_line() -> None:
         f"{f['wouldRaiseTo']} (lead 10m00s); {f['message']}; next refresh 2026-11-26T13:00:00Z"
     )
     assert tier_dict(view, now.timestamp())["forecast"]["wouldRaiseTo"] == f["wouldRaiseTo"]
+
+
+class SlowCaller(ScriptedCaller):
+    """Answers after a few loop turns, counting the calls in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda p: {"MetricDataResults": []})
+        self.in_flight = self.most = 0
+
+    async def call(self, service: str, operation: str, **kw: Any) -> dict[str, Any]:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            return await super().call(service, operation, **kw)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_history_reads_take_at_most_two_of_the_callers_threads() -> None:
+    caller = SlowCaller()
+    history = CloudWatchHistory(caller, quiet=0.01, window=0.05)
+    reqs = _requests(100, 14 * DAY, group=True)  # first reads: 9 calls
+    await asyncio.gather(*(history.read(r) for r in reqs))
+    assert caller.clients.calls[("cloudwatch", "GetMetricData")] == 9
+    assert caller.most == 2

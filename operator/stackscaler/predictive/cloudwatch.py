@@ -16,7 +16,9 @@ limits allow:
   read also returns its Auto Scaling group's GroupInServiceInstances; a first read of 14
   days at 300 s (4,032 periods) fits 25 reads, or 12 with the group's series, per call.
 
-Each call follows ``NextToken`` (AWS may still page). A failing call fails its reads only,
+At most :data:`MAX_CALLS_IN_FLIGHT` calls are in flight at once, so that history reads
+never hold the CloudWatch threads the ticks' reads need. Each call follows ``NextToken``
+(AWS may still page). A failing call fails its reads only,
 each with a copy of the error naming its resource; a call AWS rejects as invalid is split
 in halves until the offending read is alone (as the instant reads do).
 
@@ -51,6 +53,10 @@ from stackscaler.predictive.plan import CAPACITY_METRIC, CloudWatchRead
 
 MAX_DATAPOINTS_PER_CALL = 100_800
 """GetMetricData returns at most this many datapoints per call (more would page)."""
+MAX_CALLS_IN_FLIGHT = 2
+"""History calls in flight at once, per process: a first read of 1,000 tiers is 84 calls of
+up to 100,800 datapoints, and the AwsCaller's CloudWatch threads (8 per region) are the
+ones the ticks' own reads need; history reads take at most this many of them."""
 QUIET, WINDOW = 1.0, 10.0
 """History reads are not urgent: a batch waits for a second without a new read, or 10 s
 after its first one, so that the reads of one refresh (a sub-wave of ticks, spread over
@@ -210,6 +216,7 @@ class CloudWatchHistory:
         self._coalescer: Coalescer[_Key, HistoryRequest, Points] = Coalescer(
             self._flush, quiet=quiet, window=window
         )
+        self._in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
 
     async def read(self, request: HistoryRequest) -> Points:
         """The load per 5-minute bin over the request's window (empty: no datapoints)."""
@@ -305,14 +312,15 @@ class CloudWatchHistory:
         }
         pages: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
-            page = await self._caller.call(
-                "cloudwatch",
-                "GetMetricData",
-                region=region,
-                role=role,
-                resource="CloudWatch metric history",
-                **params,
-            )
+            async with self._in_flight:
+                page = await self._caller.call(
+                    "cloudwatch",
+                    "GetMetricData",
+                    region=region,
+                    role=role,
+                    resource="CloudWatch metric history",
+                    **params,
+                )
             pages.append(page)
             token = page.get("NextToken")
             if not token:

@@ -3,6 +3,7 @@
 No I/O, no clock, no Kubernetes or AWS imports (a test enforces it).
 """
 
+from stackscaler.policy.budget import DecreaseBudget
 from stackscaler.policy.decide import decide
 from stackscaler.policy.history import History
 from stackscaler.policy.outlook import ScaleInOutlook, scale_in_outlook
@@ -18,6 +19,7 @@ from stackscaler.policy.types import (
 
 __all__ = [
     "Decision",
+    "DecreaseBudget",
     "Direction",
     "History",
     "Limit",

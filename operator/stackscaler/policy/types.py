@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stackscaler.policy.budget import DecreaseBudget
 from stackscaler.policy.history import History
 
 
@@ -79,6 +80,9 @@ class Observations:
     """Units ordered (in ``capacity``) that do not produce the metrics yet."""
     leaving: int = 0
     """Units being removed (not in ``capacity``)."""
+    decreases: DecreaseBudget | None = None
+    """A DynamoDB table's (or index's) budget of decreases for the UTC day: set by
+    the TableCapacity actuator only; None for every other kind (no budget applies)."""
 
     @property
     def ready(self) -> int:

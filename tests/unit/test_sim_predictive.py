@@ -94,7 +94,10 @@ def test_the_floor_and_forecast_are_recorded_for_the_plot() -> None:
     chart = plot_module.report_chart(reports)
     default, reactive = chart.panels
     assert len(default.forecast) == len(default.floor) == 3 * 1440
-    assert reactive.forecast == () and reactive.floor == ()
+    assert reactive.forecast == () and reactive.floor == () and reactive.baseline == ()
+    # the forecasting panel draws the capacity without the forecast beside its own
+    assert default.baseline == reactive.desired
+    assert default.desired != reactive.desired
     first_two_days = default.forecast[: 2 * 1440]
     assert all(math.isnan(v) for v in first_two_days)  # refused: too little history
     day3 = [v for v in default.forecast[2 * 1440 :] if not math.isnan(v)]
@@ -251,3 +254,18 @@ def test_without_flags_the_spec_runs(trace: str, capsys: pytest.CaptureFixture[s
         "requests-per-minute",
         300,
     )
+
+
+def test_a_plot_window_draws_those_hours_with_their_own_figures() -> None:
+    tier, trace = example_web(), morning_rush(days=3)
+    cfg = _cfg(predictive=SCALE, record_series=True)
+    reports = compare(tier, trace, ["default", "reactive"], cfg)
+    chart = plot_module.report_chart(reports, window=(48, 72))
+    default, reactive = chart.panels
+    assert len(default.x) == 1440 and default.x[0] == 48 and default.x[-1] == 72 - 1 / 60
+    day3 = reports[1].series.desired[2 * 1440 :]
+    assert reactive.desired == tuple(float(v) for v in day3)
+    assert reactive.title.startswith(f"reactive: {sum(day3) / 60:,.0f} unit-h, ")
+    assert "in these hours (whole run: " in reactive.title
+    with pytest.raises(plot_module.PlotWindowEmpty, match="the run has 72 hours"):
+        plot_module.report_chart(reports, window=(80, 90))

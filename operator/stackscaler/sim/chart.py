@@ -3,7 +3,8 @@
 One :class:`Chart` is a title over panels that share their x axis; each
 :class:`Panel` draws demand (in capacity units at 100%), ready and desired
 capacity, optionally the scale actions as :class:`Mark` s, and the forecast
-and its capacity floor when the default policy forecasts.
+and its capacity floor when the default policy forecasts (with the desired capacity
+without the forecast beside them when the run has both).
 ``stackscaler simulate --plot`` makes one panel per policy
 (:func:`stackscaler.sim.plot.report_chart`), ``stackscaler demo`` one per
 tier (from its recorded timeline); :mod:`stackscaler.sim.plot` draws both
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 DEMAND_LABEL = "demand (units at 100%)"
 FORECAST_LABEL = "forecast (units at 100%)"
 FLOOR_LABEL = "forecast floor"
+BASELINE_LABEL = "desired without the forecast"
 SUFFIXES = (".png", ".svg")
 """The files ``--plot`` writes."""
 
@@ -46,13 +48,18 @@ class Panel:
     none drawn)."""
     floor: tuple[float, ...] = ()
     """The forecast's capacity floor (NaN: none then; empty: none drawn)."""
+    baseline: tuple[float, ...] = ()
+    """The desired capacity of the same policy without the forecast, for comparison
+    (empty: none drawn)."""
 
     def __post_init__(self) -> None:
         n = len(self.x)
         if not len(self.demand) == len(self.ready) == len(self.desired) == n:
             raise ValueError("a panel's series must be as long as its x")
-        if len(self.forecast) not in (0, n) or len(self.floor) not in (0, n):
-            raise ValueError("a panel's forecast and floor must be empty or as long as its x")
+        if any(len(v) not in (0, n) for v in (self.forecast, self.floor, self.baseline)):
+            raise ValueError(
+                "a panel's forecast, floor and baseline must be empty or as long as its x"
+            )
 
 
 @dataclass(frozen=True)

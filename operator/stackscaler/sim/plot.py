@@ -16,6 +16,7 @@ from typing import Any
 
 from stackscaler.errors import StackscalerError
 from stackscaler.sim.chart import (
+    BASELINE_LABEL,
     DEMAND_LABEL,
     FLOOR_LABEL,
     FORECAST_LABEL,
@@ -52,11 +53,23 @@ def _sliced(values: Sequence[float], keep: slice) -> tuple[float, ...]:
     return tuple(float(v) for v in values[keep])
 
 
-def report_panel(r: Report, window: Window | None = None, prefix: str = "") -> Panel:
-    """One report's panel (its series must have been recorded), within ``window``."""
+def report_panel(
+    r: Report,
+    window: Window | None = None,
+    prefix: str = "",
+    baseline: Report | None = None,
+) -> Panel:
+    """One report's panel (its series must have been recorded), within ``window`` (the
+    title then gives the window's own figures, and the whole run's). ``baseline``: the
+    same run without the forecast, whose desired capacity is drawn beside."""
     s = r.series
     hours = [m / 60 for m in s.minutes]
     keep = slice(0, len(hours))
+    whole = (
+        f"{r.capacity_unit_hours:,.0f} unit-h ({r.oracle_ratio:.2f}x oracle), "
+        f"{r.under_provisioned_minutes:,.0f} min under-provisioned"
+    )
+    title = f"{prefix}{r.policy}: {whole}"
     if window is not None:
         lo, hi = window
         first = next((i for i, h in enumerate(hours) if h >= lo), len(hours))
@@ -67,31 +80,49 @@ def report_panel(r: Report, window: Window | None = None, prefix: str = "") -> P
                 "hours"
             )
         keep = slice(first, last)
+        unit_h = sum(s.desired[keep]) * r.step_seconds / 3600
+        under = sum(d > n + 1e-12 for d, n in zip(s.demand_units[keep], s.ready[keep], strict=True))
+        title = (
+            f"{prefix}{r.policy}: {unit_h:,.0f} unit-h, "
+            f"{under * r.step_seconds / 60:,.0f} min under-provisioned in these hours "
+            f"(whole run: {whole})"
+        )
     return Panel(
-        title=(
-            f"{prefix}{r.policy}: {r.capacity_unit_hours:,.0f} unit-h ({r.oracle_ratio:.2f}x "
-            f"oracle), {r.under_provisioned_minutes:,.0f} min under-provisioned"
-            + (" (whole run)" if window is not None else "")
-        ),
+        title=title,
         x=_sliced(hours, keep),
         demand=_sliced(s.demand_units, keep),
         ready=_sliced(s.ready, keep),
         desired=_sliced(s.desired, keep),
         forecast=_sliced(s.forecast_units, keep),
         floor=_sliced(s.floor, keep),
+        baseline=() if baseline is None else _sliced(baseline.series.desired, keep),
     )
 
 
+def _without_forecast(r: Report, reports: Sequence[Report]) -> Report | None:
+    """The ``reactive`` report beside a forecasting one (None: none, or not forecasting)."""
+    if r.predictive is None:
+        return None
+    return next((x for x in reports if x.policy == "reactive" and x.tier == r.tier), None)
+
+
 def report_chart(reports: Sequence[Report], window: Window | None = None) -> Chart:
-    """One panel per policy's report (their series must have been recorded)."""
-    panels = tuple(report_panel(r, window) for r in reports)
+    """One panel per policy's report (their series must have been recorded); a forecasting
+    policy's panel also draws the desired capacity without the forecast when the run has
+    it (``reactive``)."""
+    panels = tuple(report_panel(r, window, baseline=_without_forecast(r, reports)) for r in reports)
     return Chart(f"{reports[0].tier} on {reports[0].trace}", panels, xlabel=_xlabel(window))
 
 
 def stack_chart(runs: Sequence[Sequence[Report]], window: Window | None = None) -> Chart:
     """``--stack``: for each tier, one panel per policy (tier by tier)."""
     panels = tuple(
-        report_panel(per_policy[k], window, prefix=f"{per_policy[k].tier}, ")
+        report_panel(
+            per_policy[k],
+            window,
+            prefix=f"{per_policy[k].tier}, ",
+            baseline=_without_forecast(per_policy[k], [p[k] for p in runs]),
+        )
         for k in range(len(runs[0]))
         for per_policy in runs
     )
@@ -119,6 +150,10 @@ def render(chart: Chart) -> Any:
         if p.floor:
             ax.step(
                 p.x, p.floor, where="post", lw=0.8, ls="--", color="tab:purple", label=FLOOR_LABEL
+            )
+        if p.baseline:
+            ax.step(
+                p.x, p.baseline, where="post", lw=0.9, ls=":", color="0.2", label=BASELINE_LABEL
             )
         ax.step(p.x, p.desired, where="post", lw=0.8, color="tab:orange", label="desired")
         ax.step(p.x, p.ready, where="post", lw=0.8, color="tab:blue", label="ready")

@@ -6,12 +6,15 @@
    follows. CPU time, best of the repeats; goal < 50 ms. Baseline in the same run:
    one replay of the same 14 days through the default policy (the simulator's
    ``run``), as a ratio.
-2. **NASA, the web tier of examples/stack.yaml** (x100, 2,400 requests per minute per
-   instance, the issue's setting): the default policy with ``ForecastAndScale`` (its
-   first metric, CPU, as AWS's total CPU; lead = the tier's warm-up) against the same
-   policy without it (``reactive``) and the oracle. Goals (issue 14): at most 1.15x
-   the oracle's capacity-unit-hours, under-provisioned minutes below 0.1%. The same
-   for the bench tier of bench/run.py (one CPU metric, CRD defaults).
+2. **NASA, the web tiers** (x100, 2,400 requests per minute per instance, the issue's
+   setting), each with ``spec.predictive`` ForecastAndScale, run as ``stackscaler
+   simulate --policy default`` runs it (the resource's own settings: no flags), against
+   the same policy without it (``reactive``) and the oracle: the web tier of
+   examples/predictive.yaml (its own spec: the request rate, lead = its warm-up), the web
+   tier of examples/stack.yaml and the bench tier of bench/run.py (one CPU metric, CRD
+   defaults), both with ``spec.predictive`` on their first metric (CPU, as total CPU).
+   Goals (issue 14): at most 1.15x the oracle's capacity-unit-hours, under-provisioned
+   minutes below 0.1%.
 3. **Synthetic traces** (bench/traces.py, replayed as bench/run.py does, and one with
    no daily shape long enough to be forecast: three weeks of noisy bursts on a flat
    level): with and without the forecast. Goal: on traces without a daily shape,
@@ -25,6 +28,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import multiprocessing
@@ -33,21 +37,23 @@ import random
 import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench import traces
-from bench.run import LAST_DAYS, PER_INSTANCE, bench_tier, web_tier
+from bench.run import LAST_DAYS, PER_INSTANCE, bench_tier_doc, web_tier_doc
 from stackscaler.forecast import (
-    PredictiveMode,
     PredictiveSettings,
     Ready,
     Series,
     build,
     capacity_floor,
 )
-from stackscaler.model.spec import Resource
+from stackscaler.model.spec import Resource, parse_resource
 from stackscaler.model.spec import warmup as operator_warmup
-from stackscaler.sim.run import Report, RunConfig, compare, run
+from stackscaler.sim.run import Report, RunConfig, compare, run, spec_settings
 from stackscaler.sim.trace import Trace, nasa_trace
 
 SPEED_GOAL_MS = 50.0
@@ -59,14 +65,34 @@ DAY_MIN = 1440
 
 
 VARIANT: dict[str, float] = {}
-"""Settings that replace the defaults (``--max-error``, ``--min-skill``, ``--quantile``)."""
+"""Settings that replace the spec's and the defaults (``--max-error``, ``--min-skill``,
+``--quantile``), as ``stackscaler simulate``'s flags override ``spec.predictive``."""
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "predictive.yaml"
+
+
+def forecasting(doc: dict[str, Any], source: str) -> Resource:
+    """The tier of ``doc`` with ``spec.predictive`` ForecastAndScale on its first
+    target-tracking metric (the other settings: the CRD's defaults), parsed as the
+    operator parses it."""
+    doc = copy.deepcopy(doc)
+    metric = next(m["name"] for m in doc["spec"]["metrics"] if "target" in m)
+    doc["spec"]["predictive"] = {"mode": "ForecastAndScale", "metric": metric}
+    return parse_resource(doc, source=source)
+
+
+def example_web_tier() -> Resource:
+    """The web tier of examples/predictive.yaml, with its own ``spec.predictive``."""
+    docs = yaml.safe_load_all(EXAMPLE.read_text(encoding="utf-8"))
+    doc = next(d for d in docs if d and d.get("kind") == "WebTier")
+    return parse_resource(doc, source="examples/predictive.yaml")
 
 
 def settings(resource: Resource) -> PredictiveSettings:
-    """ForecastAndScale on the tier's first target-tracking metric: the defaults, or the
-    variant's."""
-    metric = next(m.name for m in resource.scaling.metrics if m.target is not None)
-    return PredictiveSettings(PredictiveMode.FORECAST_AND_SCALE, metric, **VARIANT)  # type: ignore[arg-type]
+    """The forecast the default policy runs on ``resource``: its ``spec.predictive``, with
+    the variant's settings over it."""
+    spec = spec_settings(resource)
+    assert spec is not None, f"{resource.key} has no spec.predictive"
+    return replace(spec, **VARIANT)  # type: ignore[arg-type]
 
 
 def _verdict(ok: bool) -> str:
@@ -78,7 +104,7 @@ def _verdict(ok: bool) -> str:
 
 def speed(repeat: int) -> tuple[list[str], bool]:
     trace = nasa_trace()
-    tier = web_tier()
+    tier = forecasting(web_tier_doc(), "examples/stack.yaml")
     days = 14
     rows = trace.demand[36 * DAY_MIN : (36 + days) * DAY_MIN]  # 14 days after the outage
     start = RunConfig().start.timestamp() + 36 * 86400
@@ -104,7 +130,7 @@ def speed(repeat: int) -> tuple[list[str], bool]:
     base = math.inf
     for _ in range(3):
         c0 = time.process_time()
-        run(tier, replay, "default", rcfg)
+        run(tier, replay, "reactive", rcfg)
         base = min(base, time.process_time() - c0)
     ms = 1000 * best
     ok = ms < SPEED_GOAL_MS
@@ -154,10 +180,13 @@ def cases(quick: bool) -> list[Case]:
         nasa = Trace(nasa.name, nasa.step_seconds, nasa.demand[: 10 * DAY_MIN])
     nasa_cfg = RunConfig(scale=100.0, capacity_per_unit=PER_INSTANCE)
     out = [
-        Case("nasa, examples web tier", nasa, web_tier(), nasa_cfg, True),
-        Case("nasa, bench tier", nasa, bench_tier(), nasa_cfg, True),
+        Case("nasa, predictive.yaml web", nasa, example_web_tier(), nasa_cfg, True),
+        Case(
+            "nasa, stack.yaml web", nasa, forecasting(web_tier_doc(), "stack.yaml"), nasa_cfg, True
+        ),
+        Case("nasa, bench tier", nasa, forecasting(bench_tier_doc(), "bench"), nasa_cfg, True),
     ]
-    tier = bench_tier()
+    tier = forecasting(bench_tier_doc(), "bench")
     makers = dict(traces.ALL)
     makers["flat-bursts"] = flat_bursts
     no_shape = {"step-10x", "flat-bursts"}
@@ -183,8 +212,10 @@ _CASES: list[Case] = []
 
 
 def _job(k: int) -> tuple[int, list[Report]]:
+    """The tier's own ``spec.predictive`` (as ``stackscaler simulate --policy default``
+    runs it), with and without; a variant's settings as the flags' overrides."""
     c = _CASES[k]
-    cfg = replace(c.cfg, predictive=settings(c.tier))
+    cfg = replace(c.cfg, predictive=settings(c.tier)) if VARIANT else c.cfg
     return k, compare(c.tier, c.trace, ["default", "reactive", "oracle"], cfg)
 
 
@@ -201,7 +232,7 @@ def run_cases(all_cases: list[Case], jobs: int) -> list[list[Report]]:
 
 def table(all_cases: list[Case], results: list[list[Report]]) -> str:
     head = (
-        f"{'trace':<24} {'policy':<9} {'x oracle':>8} {'unit-h':>9} {'under min':>9} "
+        f"{'trace':<26} {'policy':<9} {'x oracle':>8} {'unit-h':>9} {'under min':>9} "
         f"{'under %':>7} {'peak':>5} {'actions':>7}  forecast refits"
     )
     lines = [head, "-" * len(head)]
@@ -215,7 +246,7 @@ def table(all_cases: list[Case], results: list[list[Report]]) -> str:
                 note = f"{p.ready}/{p.refreshes} ready{err}; refused: {refused or 'none'}"
             name = "forecast" if r.policy == "default" else r.policy
             lines.append(
-                f"{case.name:<24} {name:<9} {r.oracle_ratio:>8.3f} "
+                f"{case.name:<26} {name:<9} {r.oracle_ratio:>8.3f} "
                 f"{r.capacity_unit_hours:>9,.0f} {r.under_provisioned_minutes:>9,.1f} "
                 f"{100 * r.under_provisioned_fraction:>7.3f} {r.peak_capacity:>5} "
                 f"{r.scale_actions:>7}  {note}"

@@ -60,7 +60,12 @@ NASA_ORACLE_GOAL = 1.25
 
 def bench_tier(max_capacity: int = 100) -> Resource:
     """A one-metric web tier with the CRD defaults: the tier issue 11 measured."""
-    doc = {
+    return parse_resource(bench_tier_doc(max_capacity), source="bench/run.py")
+
+
+def bench_tier_doc(max_capacity: int = 100) -> dict[str, Any]:
+    """The document of :func:`bench_tier`."""
+    return {
         "apiVersion": "stackscaler.dev/v1alpha1",
         "kind": "WebTier",
         "metadata": {"name": "web", "namespace": "bench"},
@@ -80,19 +85,23 @@ def bench_tier(max_capacity: int = 100) -> Resource:
             ],
         },
     }
-    return parse_resource(doc, source="bench/run.py")
 
 
 def web_tier(max_capacity: int | None = None) -> Resource:
     """The web tier of examples/stack.yaml (two metrics, a business-hours schedule)."""
+    doc = web_tier_doc()
+    if max_capacity is not None:
+        doc["spec"]["maxCapacity"] = max_capacity
+    return parse_resource(doc, source="examples/stack.yaml")
+
+
+def web_tier_doc() -> dict[str, Any]:
+    """The document of :func:`web_tier` (a copy)."""
     text = resources.files("stackscaler").joinpath("data/stack.yaml").read_text("utf-8")
     doc: dict[str, Any] = next(
         d for d in yaml.safe_load_all(text) if d and d.get("kind") == "WebTier"
     )
-    doc = copy.deepcopy(doc)
-    if max_capacity is not None:
-        doc["spec"]["maxCapacity"] = max_capacity
-    return parse_resource(doc, source="examples/stack.yaml")
+    return copy.deepcopy(doc)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from bench import forecast as bench
 from bench import traces
-from bench.run import bench_tier
+from bench.run import bench_tier_doc
 
 from stackscaler.sim.run import RunConfig
 from stackscaler.sim.trace import Trace, nasa_trace
@@ -22,17 +23,16 @@ def test_flat_bursts_has_no_daily_shape() -> None:
 
 def test_claims_compare_with_and_without_the_forecast() -> None:
     nasa = nasa_trace()
+    tier = bench.forecasting(bench_tier_doc(), "bench")
     small = [
         bench.Case(
             "nasa, bench tier",
             Trace(nasa.name, 60.0, nasa.demand[: 3 * 1440]),
-            bench_tier(),
+            tier,
             RunConfig(scale=100.0, capacity_per_unit=2400),
             True,
         ),
-        bench.Case(
-            "step-10x", traces.step_10x(), bench_tier(), RunConfig(capacity_per_unit=2000.0), False
-        ),
+        bench.Case("step-10x", traces.step_10x(), tier, RunConfig(capacity_per_unit=2000.0), False),
     ]
     results = bench.run_cases(small, jobs=1)
     assert [[r.policy for r in reps] for reps in results] == [["default", "reactive", "oracle"]] * 2
@@ -53,3 +53,22 @@ def test_claims_compare_with_and_without_the_forecast() -> None:
 def test_cases_mark_the_traces_without_a_daily_shape() -> None:
     shapeless = {c.name for c in bench.cases(quick=True) if not c.daily_shape}
     assert shapeless == {"step-10x", "flat-bursts"}
+
+
+def test_the_nasa_cases_forecast_from_their_own_spec() -> None:
+    nasa = [c for c in bench.cases(quick=True) if c.name.startswith("nasa")]
+    assert [c.name for c in nasa] == [
+        "nasa, predictive.yaml web",
+        "nasa, stack.yaml web",
+        "nasa, bench tier",
+    ]
+    metrics = [c.tier.scaling.predictive and c.tier.scaling.predictive.metric for c in nasa]
+    assert metrics == ["requests-per-minute", "cpu", "cpu"]
+    assert all(c.cfg.predictive is None for c in nasa)  # the spec's, no override
+
+
+def test_a_variant_overrides_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    tier = bench.example_web_tier()
+    monkeypatch.setitem(bench.VARIANT, "max_error", 0.5)
+    s = bench.settings(tier)
+    assert (s.metric, s.max_error, s.min_skill) == ("requests-per-minute", 0.5, 0.1)

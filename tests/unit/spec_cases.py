@@ -6,6 +6,7 @@ and their Python twins agree on every one of them).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -791,6 +792,97 @@ CASES += [
         ),
         "spec.predictive.metric",
         "metric 'replica-cpu' is a Metrics Insights query (SELECT)",
+    ),
+]
+
+# --- TableCapacity (issue 15): DynamoDB provisioned capacity ---
+TABLE: dict[str, Any] = {
+    "apiVersion": "stackscaler.dev/v1alpha1",
+    "kind": "TableCapacity",
+    "metadata": {"name": "sessions-read", "namespace": "shop"},
+    "spec": {
+        "target": {
+            "kind": "Table",
+            "name": "shop-sessions",
+            "dimension": "Read",
+            "region": "us-east-1",
+        },
+        "minCapacity": 5,
+        "maxCapacity": 4000,
+    },
+}
+
+
+def _t(*changes: tuple[str, Any]) -> Callable[[], dict[str, Any]]:
+    def make() -> dict[str, Any]:
+        doc = copy.deepcopy(TABLE)
+        for path, value in changes:
+            doc = mutate(doc, path, value)
+        return doc
+
+    return make
+
+
+_CPU = {
+    "name": "consumed",
+    "cloudWatch": {"namespace": "AWS/DynamoDB", "metricName": "ReturnedItemCount"},
+    "target": {"type": "AverageValue", "value": 100},
+}
+CASES += [
+    Case(
+        "table-reserved-metric",
+        _t(("spec.metrics", [_CPU])),
+        "spec.metrics",
+        "the metric names 'consumed', 'throttles' are reserved for the table's implicit metrics",
+    ),
+    Case(
+        "table-predictive-unknown-metric",
+        _t(("spec.predictive", {**_FORECAST, "metric": "reads"})),
+        "spec.predictive.metric",
+        "predictive.metric 'reads' is not a target-tracking metric of this resource; use one "
+        "of: consumed",
+    ),
+    Case(
+        "table-dimension-case",
+        _t(("spec.target.dimension", "read")),
+        "spec.target.dimension",
+        "must be one of Read, Write; got 'read'; did you mean 'Read'?",
+    ),
+    Case(
+        "table-name-injection",
+        _t(("spec.target.name", FORGED)),
+        "spec.target.name",
+        _PATTERN,
+    ),
+    Case(
+        "table-index-too-short",
+        _t(("spec.target.index", "ix")),
+        "spec.target.index",
+        "at least 3",
+    ),
+    Case(
+        "table-over-quota",
+        _t(("spec.maxCapacity", 40001)),
+        "spec.maxCapacity",
+        "must be <= 40000, got 40001",
+    ),
+    Case(
+        "table-min-zero",
+        _t(("spec.minCapacity", 0)),
+        "spec.minCapacity",
+        "must be >= 1, got 0",
+    ),
+    Case(
+        "table-utilization-above-aas",
+        _t(("spec.targetUtilization", 95)),
+        "spec.targetUtilization",
+        "must be <= 90, got 95",
+    ),
+    Case(
+        "table-unknown-target-kind",
+        _t(("spec.target.kind", "GlobalTable")),
+        "spec.target.kind",
+        "must be one of Table",
     ),
 ]
 

@@ -354,11 +354,16 @@ def sample_from(
     period: int,
     end: datetime,
     description: str,
+    per_second: bool = False,
+    absent_is_zero: bool = False,
 ) -> Sample:
     """The newest complete period's value of one read, or the error that makes it unknown.
 
     The Sample's timestamp is the end of that period. Datapoints of periods
     ending after ``end`` (incomplete) and non-finite values are ignored.
+    ``per_second``: the value divided by the period (a Sum as a rate).
+    ``absent_is_zero``: no datapoint is 0 at ``end`` (a metric published only when
+    non-zero); an error CloudWatch reports is still unknown.
     """
     if result is not None:
         if result.status == "Forbidden":
@@ -383,6 +388,8 @@ def sample_from(
         for ts, v in (result.points if result else ())
         if math.isfinite(v) and ts + step <= end
     ]
+    if not points and absent_is_zero:
+        return Sample(0.0, end)
     if not points:
         raise MetricUnavailable(
             f"{description}: no datapoints in the complete periods up to "
@@ -390,7 +397,7 @@ def sample_from(
             "and that the metric is being published)"
         )
     period_end, value = max(points, key=lambda p: p[0])
-    return Sample(value, period_end)
+    return Sample(value / period if per_second else value, period_end)
 
 
 def prefixed(error: StackscalerError, prefix: str) -> StackscalerError:
@@ -565,6 +572,8 @@ class CloudWatchMetricSource:
                     period=call.period,
                     end=call.end,
                     description=p.description,
+                    per_second=p.read.source.per_second,
+                    absent_is_zero=p.read.source.absent_is_zero,
                 )
             except StackscalerError as exc:
                 out.append((p.index, exc))

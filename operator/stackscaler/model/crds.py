@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from stackscaler import API_GROUP, API_VERSION
+from stackscaler.model import table
 from stackscaler.model.predictive import (
     forecast_status_schema,
     predictive_metric_rule,
@@ -58,6 +59,7 @@ WARMUP_SECONDS_BY_TARGET: dict[str, int] = {
     "ReplicationGroup": 600,  # an ElastiCache replica
     "Deployment": 30,  # pod start and readiness
     "StatefulSet": 30,
+    "Table": 0,  # provisioned capacity units: a change applies at once
 }
 """``spec.warmupSeconds`` when a resource sets none (an Auto Scaling group's own
 DefaultInstanceWarmup comes first): the simulator's warm-up per target kind."""
@@ -481,7 +483,7 @@ def _metric() -> JSON:
     )
 
 
-def _max_step(default: JSON) -> JSON:
+def _max_step(default: JSON | None) -> JSON:
     return obj(
         "Rate limit: the capacity changes by at most this much per period in this direction. "
         "With both units and percent, select picks the larger (Max) or smaller (Min) change.",
@@ -509,7 +511,7 @@ def _max_step(default: JSON) -> JSON:
     )
 
 
-def _direction(what: str, cooldown: int, window: int, step: JSON) -> JSON:
+def _direction(what: str, cooldown: int, window: int, step: JSON | None) -> JSON:
     return obj(
         f"How the capacity {what}.",
         {
@@ -535,7 +537,25 @@ def _direction(what: str, cooldown: int, window: int, step: JSON) -> JSON:
     )
 
 
-def _behavior() -> JSON:
+def _behavior(*, table_capacity: bool = False) -> JSON:
+    """The shared defaults; a TableCapacity's differ: increases are unlimited and every
+    decrease spends one of the table's daily budget, so neither direction is rate-limited
+    by default (a scale-in goes in one step), and scale-in follows 15 minutes as
+    Application Auto Scaling's does."""
+    if table_capacity:
+        return obj(
+            "Cooldowns, stabilization and rate limits per direction. TableCapacity defaults: "
+            "no maxStep in either direction (increases are unlimited; each decrease spends "
+            "one of the table's daily decreases, so a scale-in goes in one step) and a "
+            f"{table.TABLE_SCALE_IN_WINDOW_SECONDS} s scale-in window.",
+            {
+                "scaleOut": _direction("grows (scale-out)", 60, 0, None),
+                "scaleIn": _direction(
+                    "shrinks (scale-in)", 120, table.TABLE_SCALE_IN_WINDOW_SECONDS, None
+                ),
+            },
+            default={},
+        )
     return obj(
         "Cooldowns, stabilization and rate limits per direction.",
         {
@@ -696,6 +716,7 @@ _WARMUP_NOTES = {
     "so the workload's minReadySeconds is its warm-up",
 }
 _WARMUP_NOTES["StatefulSet"] = _WARMUP_NOTES["Deployment"]
+_WARMUP_NOTES["Table"] = "{s} (provisioned capacity applies at once)"
 
 
 def _warmup(target_kinds: list[str]) -> JSON:
@@ -1010,7 +1031,7 @@ def _cache_target() -> JSON:
     )
 
 
-def _status() -> JSON:
+def _status(kind: str) -> JSON:
     condition = obj(
         "A condition in the Kubernetes convention.",
         {
@@ -1106,6 +1127,7 @@ def _status() -> JSON:
                 preserve_unknown=True,
             ),
             "forecast": forecast_status_schema(),
+            **({"decreases": table.decreases_status()} if kind == table.TABLE_KIND else {}),
             "conditions": array(
                 "Ready, MetricsAvailable, ScalingLimited, Fallback, Paused, DryRun, "
                 "OutOfBandChange, Conflict.",
@@ -1152,6 +1174,16 @@ KINDS: dict[str, KindInfo] = {
             "ElastiCache replication-group replicas per shard, or a StatefulSet.",
             MAX_CAPACITY_LIMIT,
         ),
+        KindInfo(
+            table.TABLE_KIND,
+            "tablecapacities",
+            ("tc",),
+            "The provisioned read or write capacity units of a DynamoDB table or one of its "
+            "global secondary indexes, kept at a target utilization of the consumed capacity "
+            "and raised at once on throttling; decreases are spent within DynamoDB's daily "
+            "budget.",
+            table.TABLE_MAX_CAPACITY,
+        ),
     )
 }
 
@@ -1160,9 +1192,16 @@ def spec_schema(kind: str) -> JSON:
     """The OpenAPI schema of ``.spec`` for one kind."""
     info = KINDS[kind]
     props = _scaling_properties(info.max_capacity, metrics_min=None)
-    rules = _scaling_rules(needs_metrics=kind != "WorkerPool")
-    rules.append(predictive_metric_rule(BACKLOG_METRIC if kind == "WorkerPool" else None))
-    if kind in ("WebTier", "WorkerPool"):
+    implicit = {"WorkerPool": BACKLOG_METRIC, table.TABLE_KIND: table.CONSUMED_METRIC}
+    rules = _scaling_rules(needs_metrics=kind not in implicit)
+    rules.append(predictive_metric_rule(implicit.get(kind)))
+    if kind == table.TABLE_KIND:
+        target = table.table_target(_region(), _role_arn())
+        props.update(table.table_capacity_properties(info.max_capacity))
+        props["behavior"] = _behavior(table_capacity=True)
+        props = {"targetUtilization": table.target_utilization(), **props}
+        rules.append(table.reserved_metrics_rule())
+    elif kind in ("WebTier", "WorkerPool"):
         target = _workload_or_asg_target()
     elif kind == "ReadReplicaPool":
         target = _replica_target()
@@ -1241,7 +1280,7 @@ def resource_schema(kind: str) -> JSON:
             "kind": string(f"Kind: {kind}."),
             "metadata": {"type": "object"},
             "spec": spec_schema(kind),
-            "status": _status(),
+            "status": _status(kind),
         },
         required=["spec"],
         rules=[_not_following_itself()],

@@ -171,6 +171,10 @@ def _tracked(n: Node) -> list[str]:
     return [m["name"] for m in n.get("metrics", ()) if "target" in m and "name" in m]
 
 
+_IMPLICIT = {"backlog": "the queue's", "consumed": "the table's consumed capacity"}
+"""What the implicit metric a predictive.metric may name measures, by name."""
+
+
 def predictive_metric_rule(extra: str | None = None) -> Rule:
     """The spec-level rule: ``predictive.metric`` names a metric with a target.
 
@@ -183,7 +187,8 @@ def predictive_metric_rule(extra: str | None = None) -> Rule:
     also = f"self.predictive.metric == '{extra}' || " if extra else ""
     message = (
         "predictive.metric must name one of this resource's metrics that has a target "
-        "(target tracking)" + (f", or '{extra}' (the queue's)" if extra else "")
+        "(target tracking)"
+        + (f", or '{extra}' ({_IMPLICIT.get(extra, 'implicit')})" if extra else "")
     )
 
     def check(n: Node) -> bool:

@@ -25,6 +25,14 @@ from stackscaler.errors import FieldError, InvalidSpec
 from stackscaler.model.crds import BACKLOG_METRIC, WARMUP_SECONDS_BY_TARGET
 from stackscaler.model.cron import CronExpression, CronSyntaxError
 from stackscaler.model.predictive import PredictiveSpec, parse_predictive, predictive_errors
+from stackscaler.model.table import (
+    CONSUMED_METRIC,
+    DYNAMODB_NAMESPACE,
+    TABLE_METRIC_PERIOD_SECONDS,
+    TABLE_METRIC_STALE_SECONDS,
+    THROTTLES_METRIC,
+    TableDimension,
+)
 from stackscaler.model.validation import validate_document
 
 
@@ -80,6 +88,12 @@ class CloudWatchSource:
     period_seconds: int
     region: str | None
     role_arn: str | None
+    per_second: bool = False
+    """The value is the period's statistic divided by the period's seconds (a Sum read as
+    a rate). Not in the CRD: set by implicit metrics (a table's consumed capacity)."""
+    absent_is_zero: bool = False
+    """No datapoint in the complete periods reads as 0, not unknown: for metrics AWS
+    publishes only when non-zero (DynamoDB's throttle events). Not in the CRD."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,9 @@ class MetricSpec:
     step_scaling: StepScaling | None = None
     activation_threshold: float = 0.0
     stale_after_seconds: int = 300
+    throttle: bool = False
+    """A count of requests the target refused for lack of capacity (a table's
+    ``throttles``): the policy scales out at once while it is above zero."""
 
 
 @dataclass(frozen=True)
@@ -293,12 +310,29 @@ class ReplicationGroupTarget:
     kind: str = "ReplicationGroup"
 
 
+@dataclass(frozen=True)
+class TableTarget:
+    """One dimension of a DynamoDB table's provisioned capacity, or of one of its GSIs."""
+
+    name: str
+    index: str | None
+    dimension: TableDimension
+    region: str | None
+    role_arn: str | None
+    kind: str = "Table"
+
+    def __str__(self) -> str:
+        where = f"table {self.name}" + (f" index {self.index}" if self.index else "")
+        return f"{where} {self.dimension.value.lower()} capacity"
+
+
 Target = (
     AutoScalingGroupTarget
     | WorkloadTarget
     | DBInstanceTarget
     | DBClusterTarget
     | ReplicationGroupTarget
+    | TableTarget
 )
 
 
@@ -355,6 +389,7 @@ def metric_lag(resource: Resource) -> int:
         m.source.period_seconds + CLOUDWATCH_DELIVERY_SECONDS
         for m in resource.scaling.metrics
         if isinstance(m.source, CloudWatchSource)
+        and not m.throttle  # refused requests: demand, whoever serves it
         and (
             m.step_scaling is not None
             or (m.target is not None and m.target.type is TargetType.VALUE)
@@ -560,6 +595,14 @@ def _target(kind: str, t: Mapping[str, Any]) -> Target:
         return ReplicationGroupTarget(
             t["name"], t.get("nodeGroupId"), t.get("region"), t.get("roleArn")
         )
+    if tk == "Table":
+        return TableTarget(
+            t["name"],
+            t.get("index"),
+            TableDimension(t["dimension"]),
+            t.get("region"),
+            t.get("roleArn"),
+        )
     raise AssertionError(f"{kind}: target kind {tk!r} passed schema validation")  # pragma: no cover
 
 
@@ -593,6 +636,48 @@ def _queue(q: Mapping[str, Any]) -> tuple[QueueSpec, MetricSpec]:
         stale_after_seconds=q["staleAfterSeconds"],
     )
     return spec, metric
+
+
+def table_metrics(target: TableTarget, target_utilization: float) -> tuple[MetricSpec, ...]:
+    """A TableCapacity's implicit metrics: ``consumed`` (units per second, tracked at
+    ``target_utilization`` % of each provisioned unit) and ``throttles`` (events per
+    period; no datapoint is 0, as DynamoDB publishes it only when non-zero)."""
+    dims: tuple[tuple[str, str], ...] = (("TableName", target.name),)
+    if target.index is not None:
+        dims += (("GlobalSecondaryIndexName", target.index),)
+
+    def source(metric_name: str, *, per_second: bool, absent_is_zero: bool) -> CloudWatchSource:
+        return CloudWatchSource(
+            namespace=DYNAMODB_NAMESPACE,
+            metric_name=metric_name,
+            dimensions=dims,
+            statistic="Sum",
+            unit=None,
+            expression=None,
+            queries=(),
+            period_seconds=TABLE_METRIC_PERIOD_SECONDS,
+            region=target.region,
+            role_arn=target.role_arn,
+            per_second=per_second,
+            absent_is_zero=absent_is_zero,
+        )
+
+    consumed = MetricSpec(
+        name=CONSUMED_METRIC,
+        source=source(target.dimension.consumed_metric, per_second=True, absent_is_zero=False),
+        target=MetricTarget(TargetType.AVERAGE_VALUE, target_utilization / 100.0),
+        stale_after_seconds=TABLE_METRIC_STALE_SECONDS,
+    )
+    # On its own (without the policy's throttle rule) the band asks for nothing while
+    # nothing is throttled and holds the capacity while something is: never lower.
+    throttles = MetricSpec(
+        name=THROTTLES_METRIC,
+        source=source(target.dimension.throttle_metric, per_second=False, absent_is_zero=True),
+        step_scaling=StepScaling(AdjustmentType.EXACT, (Step(None, 1.0, 0),)),
+        stale_after_seconds=TABLE_METRIC_STALE_SECONDS,
+        throttle=True,
+    )
+    return consumed, throttles
 
 
 def _list(node: Any, key: str) -> list[Any]:
@@ -672,6 +757,9 @@ def parse_resource(doc: Any, *, source: str = "") -> Resource:
     if kind == "WorkerPool":
         queue, backlog = _queue(spec["queue"])
         extra = (backlog,)
+    target = _target(kind, spec["target"])
+    if isinstance(target, TableTarget):
+        extra = table_metrics(target, float(spec["targetUtilization"]))
     scaling = b.scaling(spec, extra)
     meta = defaulted.get("metadata", {})
     return Resource(
@@ -680,7 +768,7 @@ def parse_resource(doc: Any, *, source: str = "") -> Resource:
         namespace=meta.get("namespace"),
         uid=meta.get("uid"),
         generation=meta.get("generation"),
-        target=_target(kind, spec["target"]),
+        target=target,
         scaling=scaling,
         queue=queue,
     )

@@ -96,6 +96,9 @@ class LoadPlan:
 def history_period(source: CloudWatchSource) -> tuple[int, float]:
     """(the period to read ``source`` at, the factor back to its own period's values)."""
     p = source.period_seconds
+    if source.per_second:  # a rate: the Sum over any period divided by that period
+        period = p if p >= STEP else STEP
+        return period, 1.0 / period
     if p >= STEP:
         return p, 1.0
     if source.expression is not None:

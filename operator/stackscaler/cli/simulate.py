@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stackscaler.cli import args as argtypes
 from stackscaler.cli.files import Document, UsageError, read_documents
+from stackscaler.cli.simulate_table import TABLE_KIND, cmd_simulate_table
 from stackscaler.errors import InvalidSpec
 from stackscaler.forecast import PredictiveMode, PredictiveSettings
 from stackscaler.forecast.types import DAY
@@ -363,6 +364,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if ALONE in (args.policy or []):
         raise UsageError("policy 'alone' needs --stack (it leaves out the tier sources)")
     resource = _resource(args.file, args.tier)
+    if resource.kind == TABLE_KIND:
+        return cmd_simulate_table(args, resource)
     if not resource.scaling.metrics:
         raise UsageError(f"{resource.key}: has no metrics to simulate")
     _check_names(args, [resource.name])

@@ -82,6 +82,7 @@ image-tools:
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.forecast
+	$(BIN)/python -m bench.stack
 	$(BIN)/python -m bench.forecast_reads
 	$(BIN)/python -m bench.exposition
 

@@ -14,7 +14,10 @@ The order of the rules, and why:
    capacity: with any unknown, the recommendation is at least the current
    capacity; scale-out on the metrics that remain is still allowed. After
    ``failureThreshold`` consecutive ticks with an unknown metric, Hold keeps
-   that floor and Fallback raises it to ``fallbackCapacity``.
+   that floor and Fallback raises it to ``fallbackCapacity``. Throttling: a
+   throttle metric above zero raises the recommendation to at least
+   ``throttled_need`` (demand served plus refused), and that scale-out skips
+   the scale-out stabilization window and cooldown (rules 5 and 6).
 4. Activation (min 0 only): 0 -> 1 only when a metric is above its
    activation threshold; 1 -> 0 only when every metric is at or below it.
 5. Stabilization: scale-in follows the highest recommendation of its
@@ -29,6 +32,11 @@ The order of the rules, and why:
 8. Bounds win last: the result is clamped to [min, max], so a schedule that
    raises the floor acts at once, and a capacity above max comes down even
    inside a cooldown.
+9. Decrease budget (a DynamoDB table's, only when ``observations.decreases``
+   is set): a scale-in spends one of the UTC day's scarce decreases, so it is
+   spent only where it saves the most (``policy/decreases.py``); with none
+   left, no scale-in until the next is earned, even above max (DynamoDB
+   refuses it).
 
 Pure: no I/O, no clock; ``now`` must be timezone-aware.
 """
@@ -38,7 +46,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from stackscaler.model.spec import MetricSpec, ScalingSpec, TargetType, UnavailableAction
+from stackscaler.model.spec import (
+    CloudWatchSource,
+    MetricSpec,
+    ScalingSpec,
+    TargetType,
+    UnavailableAction,
+)
+from stackscaler.policy.budget import DecreaseBudget
+from stackscaler.policy.decreases import spend_decrease, throttled_need
 from stackscaler.policy.history import History
 from stackscaler.policy.rules import (
     effective_bounds,
@@ -201,6 +217,61 @@ def _per_unit(spec: ScalingSpec) -> bool:
     )
 
 
+THROTTLE_PERIOD_SECONDS = 60
+"""The period of a throttle metric read from a source that does not say (per minute)."""
+
+
+def _throttling(
+    spec: ScalingSpec, results: tuple[MetricResult, ...], current: int
+) -> tuple[int, str] | None:
+    """Rule 3's throttle signal: (the need, the reason) while a throttle metric is above 0.
+
+    The refused events are per the metric's period (its CloudWatch period, else a
+    minute); the totals it adds to are the known AverageValue metrics (a table's
+    consumed units per second at its target utilization).
+    """
+    throttled = 0.0
+    period = float(THROTTLE_PERIOD_SECONDS)
+    names: list[str] = []
+    for r, m in zip(results, spec.metrics, strict=True):
+        if not m.throttle or r.state is not MetricState.KNOWN or not r.value or r.value <= 0:
+            continue
+        throttled += r.value
+        names.append(m.name)
+        if isinstance(m.source, CloudWatchSource):
+            period = float(m.source.period_seconds)
+    if throttled <= 0:
+        return None
+    totals = [
+        (r.value, m.target.value)
+        for r, m in zip(results, spec.metrics, strict=True)
+        if r.state is MetricState.KNOWN
+        and r.value is not None
+        and not m.throttle
+        and m.target is not None
+        and m.target.type is TargetType.AVERAGE_VALUE
+    ]
+    need = throttled_need(current, throttled, period, totals)
+    served = " + ".join(_fmt(v) for v, _ in totals) or "nothing known"
+    return need, (
+        f"throttled: {', '.join(names)} {_fmt(throttled)} in {period:.0f}s "
+        f"({_fmt(throttled / period)}/s refused, {served}/s served) -> at least {need}, at once"
+    )
+
+
+def _budget(
+    budget: DecreaseBudget | None, current: int, proposal: int, t: float
+) -> tuple[int, Limit | None, str | None]:
+    """Rule 9: whether a scale-in spends one of the table's decreases now."""
+    if budget is None or proposal >= current:
+        return proposal, None, None
+    spend = spend_decrease(budget, current, proposal, t)
+    if not spend.held:
+        return spend.desired, None, spend.reason
+    limit = Limit.DECREASE_SAVED if spend.saved else Limit.DECREASE_BUDGET
+    return spend.desired, limit, spend.reason
+
+
 def decide(
     spec: ScalingSpec, observations: Observations, history: History, now: datetime
 ) -> Decision:
@@ -233,6 +304,7 @@ def decide(
         reasons.append(_in_flight(spec, results, current, starting, leaving))
     known = [r for r in results if r.state is MetricState.KNOWN]
     unknown = [r for r in results if r.state is not MetricState.KNOWN]
+    throttling = _throttling(spec, results, current)
 
     # 3. combination, unknown floor, failure counting and fallback
     limited: Limit | None = None
@@ -267,6 +339,10 @@ def decide(
                 )
             else:
                 reasons.append(f"holding after {ticks} failed tick(s)")
+
+    if throttling is not None:
+        raw = max(raw, throttling[0])
+        reasons.append(throttling[1])
 
     # 4. activation (scale to and from zero)
     if lo == 0 and spec.metrics:
@@ -325,7 +401,7 @@ def decide(
                 f"{b.scale_in.stabilization_window_seconds}s is {stabilized}{first}"
             )
             proposal = stabilized
-    elif proposal > current:
+    elif proposal > current and throttling is None:
         floor = next_history.min_in_window(t, b.scale_out.stabilization_window_seconds)
         stabilized = max(current, min(proposal, floor if floor is not None else proposal))
         if stabilized < proposal:
@@ -337,7 +413,7 @@ def decide(
             proposal = stabilized
 
     # 6. cooldowns
-    if proposal > current and history.last_scale_out is not None:
+    if proposal > current and history.last_scale_out is not None and throttling is None:
         until = history.last_scale_out + b.scale_out.cooldown_seconds
         if t < until:
             limited = Limit.SCALE_OUT_COOLDOWN
@@ -384,6 +460,13 @@ def decide(
         proposal = lo
         limited = Limit.MIN_CAPACITY
         reasons.append(f"raised to minCapacity {lo}")
+
+    # 9. the decrease budget (a DynamoDB table's): a scale-in spends a scarce decrease
+    proposal, budget_limit, budget_reason = _budget(observations.decreases, current, proposal, t)
+    if budget_limit is not None:
+        limited = budget_limit
+    if budget_reason is not None:
+        reasons.append(budget_reason)
 
     desired = proposal
     direction = (

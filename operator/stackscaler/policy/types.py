@@ -33,6 +33,10 @@ class Limit(enum.StrEnum):
     FALLBACK = "fallback"
     WARMUP = "warmup"
     """No scale-in while units are starting (AWS: scale-in waits until warm-up ends)."""
+    DECREASE_BUDGET = "decreaseBudget"
+    """No scale-in: the table's decreases of the UTC day are spent until the next is earned."""
+    DECREASE_SAVED = "decreaseSaved"
+    """No scale-in yet: the step is too small to be worth one of the day's scarce decreases."""
 
 
 class MetricState(enum.StrEnum):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,11 @@ def _xlabel(window: Window | None) -> str:
     return "hours from the trace's start" if window is not None else "hours"
 
 
+def _drawn(values: Sequence[float]) -> bool:
+    """Whether a series has anything to draw (a forecast refused throughout has not)."""
+    return any(not math.isnan(v) for v in values)
+
+
 def render(chart: Chart) -> Any:
     """The chart as a matplotlib Figure (the caller closes it: ``matplotlib.pyplot.close``)."""
     require_matplotlib()
@@ -145,9 +151,9 @@ def render(chart: Chart) -> Any:
     fig, axes = plt.subplots(n, 1, sharex=True, figsize=(12, 2.6 * n + 0.6), squeeze=False)
     for i, (ax, p) in enumerate(zip(axes[:, 0], chart.panels, strict=True)):
         ax.plot(p.x, p.demand, lw=0.6, color="0.5", label=DEMAND_LABEL)
-        if p.forecast:
+        if _drawn(p.forecast):
             ax.plot(p.x, p.forecast, lw=0.9, color="tab:purple", label=FORECAST_LABEL)
-        if p.floor:
+        if _drawn(p.floor):
             ax.step(
                 p.x, p.floor, where="post", lw=0.8, ls="--", color="tab:purple", label=FLOOR_LABEL
             )

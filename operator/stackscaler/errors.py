@@ -99,3 +99,13 @@ class KubernetesUnavailable(TemporaryError):
 
 class NotInstalled(PermanentError):
     """The cluster does not serve a stackscaler kind: its CRD is not installed."""
+
+
+class DecreaseRefused(PermanentError):
+    """DynamoDB refused to lower a table's (or index's) provisioned capacity: it counts
+    the UTC day's decreases as spent. Permanent until ``retry_at`` (epoch seconds), when
+    the next decrease is earned; reported once, and no decrease is sent before then."""
+
+    def __init__(self, message: str, *, retry_at: float) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at

@@ -1011,6 +1011,7 @@ class Reconciler:
                     "metrics": [_metric_status(m) for m in decision.metrics][:11],
                 },
                 "history": history.to_dict(),
+                "decreases": _decreases(capacity, t.now),
                 "conditions": t.conds.to_list(),
             }
         )
@@ -1122,7 +1123,23 @@ def _observations(seen: _Observed) -> Observations:
         {n: r[0] for n, r in seen.readings.items()},
         starting=max(0, capacity.current - capacity.ready),
         leaving=max(0, capacity.removing),
+        decreases=capacity.decreases,
     )
+
+
+def _decreases(capacity: Capacity, now: datetime) -> dict[str, Any] | None:
+    """``status.decreases`` of a DynamoDB table (None for other targets): the UTC day's
+    decreases spent and left, and while none is left, when the next is earned (with some
+    left that moment moves with the clock: it would rewrite the status every tick)."""
+    budget = capacity.decreases
+    if budget is None:
+        return None
+    at = now.timestamp()
+    left = budget.left(at)
+    out: dict[str, Any] = {"today": budget.used(at), "left": left}
+    if left == 0:
+        out["nextEarnedAt"] = rfc3339(datetime.fromtimestamp(budget.next_earned(at), UTC))
+    return out
 
 
 def _demand(decision: Decision) -> dict[str, Any]:

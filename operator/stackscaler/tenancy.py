@@ -27,6 +27,7 @@ denied everything, and every list grants only what it names::
         dbInstances: [shop-*]        # ReadReplicaPool sources (instances or clusters)
         dbInstanceClasses: [db.t4g.*, db.r6g.large]
         replicationGroups: [shop-*]
+        tables: [shop-*]             # DynamoDB tables (TableCapacity; their indexes too)
         autoScalingGroupTags:        # and the group must carry these tags
           stackscaler.dev/namespace: "{namespace}"
         queues: [shop-*]             # SQS queue names
@@ -66,6 +67,7 @@ from stackscaler.model.spec import (
     ReplicationGroupTarget,
     Resource,
     SqsSource,
+    TableTarget,
     WorkloadTarget,
 )
 
@@ -80,6 +82,7 @@ _LISTS = (
     "dbInstances",
     "dbInstanceClasses",
     "replicationGroups",
+    "tables",
     "queues",
     "cloudWatchNamespaces",
     "prometheusServers",
@@ -127,6 +130,8 @@ class Tenant:
     db_instances: tuple[str, ...] = ()
     db_instance_classes: tuple[str, ...] = ()
     replication_groups: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+    """DynamoDB table name patterns (a TableCapacity of the table or of its indexes)."""
     queues: tuple[str, ...] = ()
     cloud_watch_namespaces: tuple[str, ...] = ()
     allow_metric_search: bool = False
@@ -147,6 +152,7 @@ OPEN = Tenant(
     db_instances=("*",),
     db_instance_classes=("*",),
     replication_groups=("*",),
+    tables=("*",),
     queues=("*",),
     cloud_watch_namespaces=("*",),
     allow_metric_search=True,
@@ -297,6 +303,7 @@ def _tenant(raw: Any, path: str, errors: list[FieldError]) -> Tenant | None:
         db_instances=lists.get("dbInstances", ()),
         db_instance_classes=lists.get("dbInstanceClasses", ()),
         replication_groups=lists.get("replicationGroups", ()),
+        tables=lists.get("tables", ()),
         queues=lists.get("queues", ()),
         cloud_watch_namespaces=lists.get("cloudWatchNamespaces", ()),
         allow_metric_search=flags["allowMetricSearch"],
@@ -507,6 +514,8 @@ class _Check:
                 )
         elif isinstance(target, ReplicationGroupTarget):
             patterns, rule, what = t.replication_groups, "replicationGroups", "replication group"
+        elif isinstance(target, TableTarget):
+            patterns, rule, what = t.tables, "tables", "DynamoDB table"
         else:  # pragma: no cover - every target kind is listed above
             raise self.deny("spec.target.kind", f"target kind {target.kind!r}", "targets")
         if not _any(patterns, target.name):

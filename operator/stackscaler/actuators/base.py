@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stackscaler.model.spec import Resource
+from stackscaler.policy.budget import DecreaseBudget
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class Capacity:
     """Units serving but still in their warm-up (part of ``starting``)."""
     warmup_seconds: int | None = None
     """The warm-up applied to this observation, where the actuator applies one."""
+    decreases: DecreaseBudget | None = None
+    """A DynamoDB table's (or index's) decreases of the UTC day, as DescribeTable reports
+    them; None for every other target."""
 
     @property
     def starting(self) -> int:

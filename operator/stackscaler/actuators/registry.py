@@ -8,6 +8,7 @@ from kubernetes import client
 
 from stackscaler.actuators.asg import AsgActuator
 from stackscaler.actuators.base import Actuator
+from stackscaler.actuators.dynamodb import DynamoDbActuator
 from stackscaler.actuators.elasticache import ElastiCacheActuator
 from stackscaler.actuators.k8s_scale import K8sScaleActuator
 from stackscaler.actuators.rds_replicas import AuroraReaderActuator, RdsReplicaActuator
@@ -17,6 +18,7 @@ from stackscaler.model.spec import (
     DBClusterTarget,
     DBInstanceTarget,
     ReplicationGroupTarget,
+    TableTarget,
     Target,
     WorkloadTarget,
 )
@@ -29,6 +31,7 @@ class Actuators:
             DBInstanceTarget: RdsReplicaActuator(caller),
             DBClusterTarget: AuroraReaderActuator(caller),
             ReplicationGroupTarget: ElastiCacheActuator(caller),
+            TableTarget: DynamoDbActuator(caller),
         }
         if api_client is not None:
             self._actuators[WorkloadTarget] = K8sScaleActuator(api_client)

@@ -54,6 +54,20 @@ def _context(exc: BaseException, attempt: int, operation_model: Any) -> Any:
     )
 
 
+NOT_RETRIED = frozenset({("dynamodb", "UpdateTable", "LimitExceededException")})
+"""(service, operation, error code) that botocore would retry and retrying cannot fix:
+DynamoDB refuses a decrease beyond the UTC day's budget with LimitExceededException,
+a throttling code to botocore; the budget comes back in an hour at the earliest."""
+
+
+def _final(exc: BaseException, operation_model: Any) -> bool:
+    if not isinstance(exc, ClientError):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    service = getattr(getattr(operation_model, "service_model", None), "service_name", None)
+    return (service, getattr(operation_model, "name", None), code) in NOT_RETRIED
+
+
 class RetryPolicy:
     """Whether a failed attempt is retried, and after how long (standard mode).
 
@@ -80,7 +94,7 @@ class RetryPolicy:
         ``attempt`` is 1-based. Without the operation's model (the failure came
         before there was a client), nothing is retried.
         """
-        if operation_model is None:
+        if operation_model is None or _final(exc, operation_model):
             return None
         context = _context(exc, attempt, operation_model)
         if not self._conditions.is_retryable(context):

@@ -141,7 +141,8 @@ def decreases_status() -> JSON:
             "today": integer("Decreases spent in the current UTC day.", fmt="int64"),
             "left": integer("Decreases that can be spent now.", fmt="int64"),
             "nextEarnedAt": string(
-                "When the next decrease is earned (absent when none is earned later today).",
+                "While no decrease is left: when the next one is earned (an hour after the "
+                "last, or the next UTC midnight).",
                 fmt="date-time",
             ),
         },

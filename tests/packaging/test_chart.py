@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "stackscaler"
 STACKSCALER = Path(sys.executable).parent / "stackscaler"
 RELEASE, RELEASE_NS = "rel", "ops"
-KINDS = ("webtiers", "workerpools", "readreplicapools", "cachepools")
+KINDS = ("webtiers", "workerpools", "readreplicapools", "cachepools", "tablecapacities")
 WAIT = 90.0
 POLL = 0.2
 

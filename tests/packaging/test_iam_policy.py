@@ -24,7 +24,7 @@ by AWS for a call the code makes (``sts:TagSession`` for the session tags of
 ``sts:AssumeRole``), NO_PERMISSION_NEEDED are called but need no grant
 (``sts:GetCallerIdentity``).
 
-IAM action names: for the seven services used here, every IAM action is named
+IAM action names: for the eight services used here, every IAM action is named
 after its API operation under the service prefix (``rds:CreateDBInstanceReadReplica``
 for ``CreateDBInstanceReadReplica``), as the Service Authorization Reference
 lists them; a new service must be added to IAM_PREFIX on purpose.
@@ -57,6 +57,7 @@ IAM_PREFIX: dict[str, str] = {
     # boto3 service name -> IAM service prefix
     "autoscaling": "autoscaling",
     "cloudwatch": "cloudwatch",
+    "dynamodb": "dynamodb",
     "ec2": "ec2",
     "elasticache": "elasticache",
     "rds": "rds",
@@ -276,7 +277,9 @@ class _Module:
         services = self.strings(node.args[0], node)
         if name == "client":
             return True, services
-        if name == "get" and services and services <= _services():
+        # ClientCache.get(service, region, role): a one-argument get() is a dict's
+        # (``status.get("forecast")`` names no client even though Forecast is a service)
+        if name == "get" and len(node.args) >= 2 and services and services <= _services():
             return True, services
         return False, None
 
@@ -563,6 +566,19 @@ def test_asg_writes_need_the_documented_managed_tag() -> None:
         [statement] = statements_for(policy, action)
         assert condition_keys(statement) == {f"autoscaling:ResourceTag/{ASG_MANAGED_TAG}": "true"}
     assert f"{ASG_MANAGED_TAG}=true" in INSTALL_DOC.read_text().replace('"', "")
+
+
+def test_table_actions_only_on_tagged_tables_never_on_every_resource() -> None:
+    """DescribeTable and UpdateTable (a GSI's capacity too) on table ARNs carrying the
+    documented managed tag: no other DynamoDB action, no other resource."""
+    policy = _policy()
+    dynamo = {a for a in granted_actions(policy) if a.startswith("dynamodb:")}
+    assert dynamo == {"dynamodb:DescribeTable", "dynamodb:UpdateTable"}
+    for action in dynamo:
+        [statement] = statements_for(policy, action)
+        assert statement["Resource"] == "arn:aws:dynamodb:*:*:table/*"
+        assert condition_keys(statement) == {f"aws:ResourceTag/{ASG_MANAGED_TAG}": "true"}
+    assert "dynamodb tag-resource" in INSTALL_DOC.read_text()
 
 
 def test_excluded_demo_only_reaches_an_explicit_endpoint() -> None:

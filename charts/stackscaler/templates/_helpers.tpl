@@ -78,17 +78,17 @@ How the operator is scoped, from watchNamespaces:
 {{- end }}
 {{- end }}
 
-{{/* Rules: read the four kinds (kopf lists and watches them). */}}
+{{/* Rules: read the five kinds (kopf lists and watches them). */}}
 {{- define "stackscaler.rules.reader" -}}
 - apiGroups: ["stackscaler.dev"]
-  resources: ["webtiers", "workerpools", "readreplicapools", "cachepools"]
+  resources: ["webtiers", "workerpools", "readreplicapools", "cachepools", "tablecapacities"]
   verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{/* Rules: write their status (never the spec) and post Events. */}}
 {{- define "stackscaler.rules.writer" -}}
 - apiGroups: ["stackscaler.dev"]
-  resources: ["webtiers/status", "workerpools/status", "readreplicapools/status", "cachepools/status"]
+  resources: ["webtiers/status", "workerpools/status", "readreplicapools/status", "cachepools/status", "tablecapacities/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: [""]
   resources: ["events"]

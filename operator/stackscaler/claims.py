@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stackscaler.model.spec import Resource, WorkloadTarget
+from stackscaler.model.spec import Resource, TableTarget, WorkloadTarget
 from stackscaler.tenancy import role_account
 
 TargetKey = tuple[str, ...]
@@ -40,6 +40,9 @@ def target_key(resource: Resource, default_region: str | None = None) -> TargetK
     account = (role_account(target.role_arn) if target.role_arn else None) or "(own)"
     region = target.region or default_region or "(default)"
     kind = "Database" if target.kind in ("DBInstance", "DBCluster") else target.kind
+    if isinstance(target, TableTarget):  # one table: a read, a write and each index's
+        where = target.name + (f" index {target.index}" if target.index else "")
+        return (kind, account, region, f"{where} {target.dimension.value.lower()} capacity")
     return (kind, account, region, target.name)
 
 

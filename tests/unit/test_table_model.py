@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from stackscaler.claims import describe, target_key
 from stackscaler.model.crds import KINDS, crd, resource_schema
 from stackscaler.model.spec import (
     CloudWatchSource,
@@ -103,3 +104,21 @@ def test_crd_names_and_status_decreases() -> None:
     status = resource_schema("TableCapacity")["properties"]["status"]["properties"]
     assert set(status["decreases"]["properties"]) == {"today", "left", "nextEarnedAt"}
     assert "decreases" not in resource_schema("WebTier")["properties"]["status"]["properties"]
+
+
+def test_read_write_and_index_of_one_table_are_different_targets() -> None:
+    """Claims: a table's read and write and each index's are separate scalable targets;
+    two resources of the same one conflict."""
+    keys = {
+        target_key(_parse(*changes), "us-east-1")
+        for changes in (
+            (),
+            (("spec.target.dimension", "Write"),),
+            (("spec.target.index", "by-user"),),
+            (("spec.target.index", "by-user"), ("spec.target.dimension", "Write")),
+        )
+    }
+    assert len(keys) == 4
+    again = target_key(_parse(("metadata.name", "other")), "us-east-1")
+    assert again in keys
+    assert describe(again) == "Table shop-sessions read capacity (account (own), region us-east-1)"

@@ -154,8 +154,8 @@ def translate(
         if status == 403:
             return AccessDenied(
                 f"forbidden to {verb} {resource} {where}{said}; stackscaler status needs "
-                f"get, list and watch on webtiers, workerpools, readreplicapools and "
-                f"cachepools of {API_GROUP}"
+                f"get, list and watch on webtiers, workerpools, readreplicapools, cachepools and "
+                f"tablecapacities of {API_GROUP}"
             )
         if status == 404:
             return NotInstalled(

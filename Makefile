@@ -78,11 +78,14 @@ image-tools:
 # as ratios to the oracle measured in the same run (docs/simulate.md); predictive scaling,
 # with and without the forecast, and one forecast refresh's CPU (docs/forecast.md); the
 # operator's forecast refresh of 1,000 tiers in GetMetricData calls, against moto (ditto); then
-# the CPU of one /metrics scrape at 2,000 resources against generate_latest (docs/operator.md).
+# the CPU of one /metrics scrape at 2,000 resources against generate_latest (docs/operator.md);
+# the sessions table of examples/stack.yaml on NASA against Application Auto Scaling, the
+# oracle and on-demand (bench.table, docs/simulate.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.forecast
 	$(BIN)/python -m bench.stack
+	$(BIN)/python -m bench.table
 	$(BIN)/python -m bench.forecast_reads
 	$(BIN)/python -m bench.exposition
 

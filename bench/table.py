@@ -18,7 +18,10 @@ TableCapacity resources, read and write, as written), run as ``stackscaler simul
   trough (its least-demand hour), each dimension.
 
     python -m bench.table [--file examples/stack.yaml] [--tier sessions-read]
-        [--days N] [--json OUT]
+        [--days N] [--json OUT] [--scale-out-window S] [--scale-in-window S]
+
+The two window flags measure a variant of the resources' behavior (both dimensions'
+``behavior.scaleOut/scaleIn.stabilizationWindowSeconds``), a proposal, not the spec.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,6 +76,22 @@ def table_tiers(path: Path, front: str) -> list[TableTier]:
         assert consumed.target is not None
         per_unit = READS_PER_RCU_MINUTE * (1 if t.dimension.value == "Read" else WRITE_EVERY)
         out.append(TableTier(r.key, t.dimension.value, r.scaling, consumed.target.value, per_unit))
+    return out
+
+
+def with_windows(
+    tiers: Sequence[TableTier], scale_out: int | None, scale_in: int | None
+) -> list[TableTier]:
+    """``tiers`` with their scale-out and/or scale-in stabilization windows replaced."""
+    out = []
+    for t in tiers:
+        b = t.spec.behavior
+        so, si = b.scale_out, b.scale_in
+        if scale_out is not None:
+            so = replace(so, stabilization_window_seconds=scale_out)
+        if scale_in is not None:
+            si = replace(si, stabilization_window_seconds=scale_in)
+        out.append(replace(t, spec=replace(t.spec, behavior=replace(b, scale_out=so, scale_in=si))))
     return out
 
 
@@ -140,8 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tier", default="sessions-read")
     p.add_argument("--days", type=float, help="only the first DAYS of the trace")
     p.add_argument("--json", metavar="OUT", help="also write the reports as JSON")
+    for flag in ("--scale-out-window", "--scale-in-window"):
+        p.add_argument(flag, type=int, metavar="S", help="a variant: this stabilization window")
     args = p.parse_args(argv)
     tiers = table_tiers(args.file, args.tier)
+    if args.scale_out_window is not None or args.scale_in_window is not None:
+        tiers = with_windows(tiers, args.scale_out_window, args.scale_in_window)
     trace = nasa_trace()
     cfg = TableConfig(scale=SCALE)
     demand = resample(trace, cfg.step_seconds, cfg.scale)
@@ -152,6 +176,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"NASA x{SCALE:g} as the sessions table's traffic ({len(demand):,} minutes): every "
         f"request one strongly consistent read of a session (<= 4 KB, 1 RCU), every "
         f"{WRITE_EVERY}th a write (<= 1 KB, 1 WCU); " + ", ".join(t.name for t in tiers)
+    )
+    b = tiers[0].spec.behavior
+    print(
+        f"default policy: scale-out window {b.scale_out.stabilization_window_seconds} s, "
+        f"scale-in window {b.scale_in.stabilization_window_seconds} s"
+        + (
+            " (a variant)"
+            if args.scale_out_window is not None or args.scale_in_window is not None
+            else " (as the spec says)"
+        )
     )
     t0 = time.process_time()
     reports = {pol: run_table(tiers, demand, pol, cfg, trace=trace.name) for pol in POLICIES}

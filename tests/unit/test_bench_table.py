@@ -56,3 +56,9 @@ def test_two_days_judge_every_claim(stack: Path, capsys: pytest.CaptureFixture[s
 def test_a_missing_resource_is_named(stack: Path) -> None:
     with pytest.raises(SystemExit, match="no TableCapacity named 'nope'"):
         bench_table.table_tiers(stack, "nope")
+
+
+def test_a_window_variant_replaces_both_dimensions_windows(stack: Path) -> None:
+    tiers = bench_table.with_windows(bench_table.table_tiers(stack, "sessions-read"), 60, None)
+    assert [t.spec.behavior.scale_out.stabilization_window_seconds for t in tiers] == [60, 60]
+    assert [t.spec.behavior.scale_in.stabilization_window_seconds for t in tiers] == [900, 900]

@@ -104,6 +104,7 @@ def test_with_none_left_no_scale_in_until_the_next_is_earned() -> None:
     assert d.limited_by is Limit.DECREASE_BUDGET
     assert "no scale-in to 20 until the next decrease is earned at 12:50:00 UTC" in d.reasons[-2]
     assert d.headline.startswith("hold 100: decrease budget spent (4 today)")
+    assert d.decrease_held == 20  # what a decrease of the other dimension could take along
     # An hour after the last one the decrease is spent, straight down to the need.
     later = decide(EAGER, observe(100, 14.0, budget=budget), History(), at(T + 3000))
     assert later.desired == 20
@@ -289,6 +290,9 @@ def test_increases_are_unaffected_by_the_budget(
         assert held.desired in (free.desired, capacity)
         if held.desired == capacity:
             assert held.limited_by in (Limit.DECREASE_BUDGET, Limit.DECREASE_SAVED)
+            assert held.decrease_held == free.desired
+    if held.decrease_held is None:
+        assert held.desired == free.desired
     if held.desired < capacity:
         assert budget.left(T) > 0
 
@@ -339,3 +343,30 @@ def test_next_earned_in_the_reason_is_the_budgets(hours: float) -> None:
     expected = at(budget.next_earned(t)).strftime("%H:%M:%S UTC")
     assert expected in d.reasons[-2]
     assert timedelta(seconds=budget.next_earned(t) - t) <= timedelta(hours=1)
+
+
+def test_the_last_decrease_for_an_hour_waits_for_a_fall_to_settle() -> None:
+    spec = table(scale_in={"cooldownSeconds": 0, "stabilizationWindowSeconds": 900})
+    budget = DecreaseBudget(3, T - 2000)  # one quick decrease left: after it, none for an hour
+    h = decide(spec, observe(100, 70.0, budget=budget), History(), at(T - 1000)).history_if_held
+    h = decide(spec, observe(100, 35.0, budget=budget), h, at(T - 600)).history_if_held
+    assert h.max_in_window(T, 900) == 50  # the window opened at 100 more than 900 s ago
+    # 10 minutes later demand has fallen to 7 units/s: need 10, the window still holds 50.
+    d = decide(spec, observe(100, 7.0, budget=budget), h, NOW)
+    assert d.desired == 100
+    assert d.limited_by is Limit.DECREASE_SAVED
+    assert (
+        "the need is still falling (the last 300s ask for 10, the window still holds"
+        in (d.reasons[-2])
+    )
+    # Once the window has let the older need go, the one decrease goes all the way down.
+    h = d.history_if_held
+    for s in (60, 120, 180, 240):
+        h = decide(spec, observe(100, 7.0, budget=budget), h, at(T + s)).history_if_held
+    later = decide(spec, observe(100, 7.0, budget=budget), h, at(T + 302))
+    assert later.desired == 10
+    # With decreases to spare the same fall is followed at once to the window's level.
+    spare = decide(
+        spec, observe(100, 7.0, budget=DecreaseBudget(1, T - 2000)), d.history_if_held, NOW
+    )
+    assert spare.desired == 50

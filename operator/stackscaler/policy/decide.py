@@ -54,7 +54,7 @@ from stackscaler.model.spec import (
     UnavailableAction,
 )
 from stackscaler.policy.budget import DecreaseBudget
-from stackscaler.policy.decreases import spend_decrease, throttled_need
+from stackscaler.policy.decreases import SETTLE_SECONDS, spend_decrease, throttled_need
 from stackscaler.policy.history import History
 from stackscaler.policy.rules import (
     effective_bounds,
@@ -260,12 +260,23 @@ def _throttling(
 
 
 def _budget(
-    budget: DecreaseBudget | None, current: int, proposal: int, t: float
+    budget: DecreaseBudget | None,
+    current: int,
+    proposal: int,
+    *,
+    t: float,
+    history: History,
+    window: float,
 ) -> tuple[int, Limit | None, str | None]:
-    """Rule 9: whether a scale-in spends one of the table's decreases now."""
+    """Rule 9: whether a scale-in spends one of the table's decreases now.
+
+    ``history`` holds this tick's recommendation: the highest of its last
+    ``SETTLE_SECONDS`` (within the scale-in ``window``) says whether a fall has settled.
+    """
     if budget is None or proposal >= current:
         return proposal, None, None
-    spend = spend_decrease(budget, current, proposal, t)
+    recent = history.max_in_window(t, min(SETTLE_SECONDS, window)) if window > 0 else None
+    spend = spend_decrease(budget, current, proposal, t, recent)
     if not spend.held:
         return spend.desired, None, spend.reason
     limit = Limit.DECREASE_SAVED if spend.saved else Limit.DECREASE_BUDGET
@@ -462,8 +473,18 @@ def decide(
         reasons.append(f"raised to minCapacity {lo}")
 
     # 9. the decrease budget (a DynamoDB table's): a scale-in spends a scarce decrease
-    proposal, budget_limit, budget_reason = _budget(observations.decreases, current, proposal, t)
+    wanted = proposal
+    proposal, budget_limit, budget_reason = _budget(
+        observations.decreases,
+        current,
+        proposal,
+        t=t,
+        history=next_history,
+        window=b.scale_in.stabilization_window_seconds,
+    )
+    decrease_held = None
     if budget_limit is not None:
+        decrease_held = wanted
         limited = budget_limit
     if budget_reason is not None:
         reasons.append(budget_reason)
@@ -512,4 +533,5 @@ def decide(
         headline=headline,
         starting=starting,
         leaving=leaving,
+        decrease_held=decrease_held,
     )

@@ -19,6 +19,12 @@ capacity-hours:
   next paced decrease, which comes within the hour. In the last hour of the
   UTC day the quick ones left are spent as paced ones: they expire at
   midnight.
+* **settled** (the decrease that leaves none to spend until the next is
+  earned, an hour later): spent once the fall has settled, not on its way
+  down. While the highest need of the last ``SETTLE_SECONDS`` is lower than
+  the stabilization window's by ``PACED_STEP`` or more, the window still holds
+  an older, higher need that it drops within minutes: the decrease waits for
+  it rather than landing on a step of the way down and staying there an hour.
 * none left: no scale-in until the next decrease is earned.
 
 Short dips are already kept out by the scale-in stabilization window (the
@@ -53,6 +59,8 @@ RESERVE = 1
 """...and leaves this many quick decreases in hand for a fall after the peak..."""
 BIG_STEP = 0.50
 """...unless the step is at least half the capacity: then the reserve is spent too."""
+SETTLE_SECONDS = 300
+"""The recent part of the scale-in window that says whether a fall has settled."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,13 @@ def _min_step(current: int, fraction: float) -> int:
     return max(1, ceil(current * fraction))
 
 
-def spend_decrease(budget: DecreaseBudget, current: int, proposal: int, t: float) -> Spend:
-    """Whether to lower ``current`` to ``proposal`` (< current) now, given ``budget``."""
+def spend_decrease(
+    budget: DecreaseBudget, current: int, proposal: int, t: float, recent: int | None = None
+) -> Spend:
+    """Whether to lower ``current`` to ``proposal`` (< current) now, given ``budget``.
+
+    ``recent``: the highest need of the last ``SETTLE_SECONDS`` (None: not known).
+    """
     used = budget.used(t)
     left = budget.left(t)
     step = current - proposal
@@ -98,6 +111,19 @@ def spend_decrease(budget: DecreaseBudget, current: int, proposal: int, t: float
     expiring = next_utc_midnight(t) - t <= HOUR_SECONDS
     paced = used == 0 or last is None or t - last >= HOUR_SECONDS or expiring
     spend_note = f"{left} decrease(s) left now, {used} spent today"
+    locking = left == 1 and not expiring
+    if locking and recent is not None and proposal - recent >= _min_step(current, PACED_STEP):
+        return Spend(
+            current,
+            spent=False,
+            held=True,
+            saved=True,
+            reason=(
+                f"saving a decrease ({spend_note}): the need is still falling (the last "
+                f"{SETTLE_SECONDS}s ask for {recent}, the window still holds {proposal}); "
+                "the last decrease for an hour waits for it to settle"
+            ),
+        )
     if paced:
         need = _min_step(current, PACED_STEP)
         if step >= need:

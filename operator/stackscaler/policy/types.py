@@ -147,6 +147,11 @@ class Decision:
     """Units of ``current`` that were starting (not yet in the metrics), as used."""
     leaving: int = 0
     """Units being removed (not in ``current``), as reported."""
+    decrease_held: int | None = None
+    """A table's scale-in that rule 9 held back (to save a decrease, or none left): the
+    capacity it would have lowered to. Read and write of one table share one budget and
+    one UpdateTable lowering both is one decrease, so when another resource of the same
+    table (and index) lowers in the same tick, this one can go down to it at no cost."""
 
     @property
     def changed(self) -> bool:

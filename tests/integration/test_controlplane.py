@@ -85,13 +85,15 @@ def test_kubectl_apply_stack_and_printer_columns(kubectl: Kubectl) -> None:
         "workerpool.stackscaler.dev/workers",
         "readreplicapool.stackscaler.dev/shop-db-readers",
         "cachepool.stackscaler.dev/sessions",
+        "tablecapacity.stackscaler.dev/sessions-read",
+        "tablecapacity.stackscaler.dev/sessions-write",
     ):
         assert row in got.stdout
     web = next(ln.split() for ln in got.stdout.splitlines() if "webtier.stackscaler.dev/web" in ln)
     assert web[2:5] == ["shop-web", "2", "40"]
-    short = kubectl("get", "wt,wp,rrp,cp", "-n", "shop", "-o", "name")
+    short = kubectl("get", "wt,wp,rrp,cp,tc", "-n", "shop", "-o", "name")
     assert short.returncode == 0, short.stderr
-    assert len(short.stdout.split()) == 4
+    assert len(short.stdout.split()) == 6
     wide = kubectl("get", "wt", "web", "-n", "shop", "-o", "wide")
     assert "AutoScalingGroup" in wide.stdout and "Active" in wide.stdout
 

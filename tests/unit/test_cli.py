@@ -31,7 +31,7 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 def test_validate_stack_exits_0() -> None:
     r = run("validate", "-f", "examples/stack.yaml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "4 resource(s) valid" in r.stdout
+    assert "6 resource(s) valid" in r.stdout
 
 
 def test_validate_all_examples() -> None:
@@ -69,7 +69,7 @@ def test_validate_reports_every_file_and_document(tmp_path: Path) -> None:
     )
     r = run("validate", "-f", str(two), "-f", "examples/stack.yaml")
     assert r.returncode == 1
-    assert "5 problem(s) in 1 of 6 resource(s)" in r.stderr
+    assert "5 problem(s) in 1 of 8 resource(s)" in r.stderr
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stackscaler.forecast.floor import raise_to_floor
 from stackscaler.model.spec import ScalingSpec, parse_resource
 from stackscaler.policy import (
     DecreaseBudget,
@@ -370,3 +371,12 @@ def test_the_last_decrease_for_an_hour_waits_for_a_fall_to_settle() -> None:
         spec, observe(100, 7.0, budget=DecreaseBudget(1, T - 2000)), d.history_if_held, NOW
     )
     assert spare.desired == 50
+
+
+def test_a_forecast_floor_bounds_the_decrease_held_back() -> None:
+    d = decide(EAGER, observe(100, 14.0, budget=DecreaseBudget(4, T - 600)), History(), NOW)
+    assert (d.desired, d.decrease_held) == (100, 20)
+    assert raise_to_floor(d, 70, EAGER, NOW, "forecast").decrease_held == 70
+    assert raise_to_floor(d, 10, EAGER, NOW, "forecast").decrease_held == 20
+    up = raise_to_floor(d, 130, EAGER, NOW, "forecast")
+    assert (up.desired, up.decrease_held) == (130, None)

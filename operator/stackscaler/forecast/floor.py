@@ -86,6 +86,10 @@ def raise_to_floor(
     capped = floor > decision.max_capacity
     floor = min(floor, decision.max_capacity)
     if floor <= decision.desired:
+        held = decision.decrease_held
+        if held is not None and held < floor:
+            # a table's held-back scale-in taken along later must not go below the floor
+            return replace(decision, decrease_held=floor if floor < decision.current else None)
         return decision
     current, desired = decision.current, floor
     t = now.timestamp()
@@ -119,4 +123,5 @@ def raise_to_floor(
         reasons=reasons,
         history=history,
         headline=headline,
+        decrease_held=None,
     )

@@ -95,11 +95,11 @@ def with_windows(
     return out
 
 
-def _day(report: TableReport, k: int) -> str:
+def _day(k: int) -> str:
     return datetime.fromtimestamp(k * DAY_SECONDS, UTC).strftime("%b %d")
 
 
-def claims(reports: dict[str, TableReport], start: datetime) -> list[str]:
+def claims(reports: dict[str, TableReport]) -> list[str]:
     d, aas = reports["default"], reports["target-tracking"]
     lines = []
     for k, (s, a) in enumerate(zip(d.tiers, aas.tiers, strict=True)):
@@ -129,13 +129,14 @@ def claims(reports: dict[str, TableReport], start: datetime) -> list[str]:
         f"table {d.decreases_refused}); AAS {aas.max_decreases_per_day} (refused "
         f"{aas.decreases_refused})"
     )
-    first_day = int(start.timestamp() // DAY_SECONDS) + (
-        0 if start.timestamp() % DAY_SECONDS == 0 else 1
-    )
     for s, a in zip(d.tiers, aas.tiers, strict=True):
-        bad = [(k, r) for k, r in enumerate(s.trough_ratios) if r > TROUGH_GOAL]
+        bad = [
+            (day, r)
+            for day, r in zip(s.trough_days, s.trough_ratios, strict=True)
+            if r > TROUGH_GOAL
+        ]
         worst = ", ".join(
-            f"{_day(d, first_day + k)} {r:.2f}x" for k, r in sorted(bad, key=lambda x: -x[1])[:5]
+            f"{_day(day)} {r:.2f}x" for day, r in sorted(bad, key=lambda x: -x[1])[:5]
         )
         aas_bad = sum(r > TROUGH_GOAL for r in a.trough_ratios)
         lines.append(
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table_text(list(reports.values())))
     print(on_demand_line(reports["default"]))
     print()
-    lines = claims(reports, cfg.start)
+    lines = claims(reports)
     print("\n".join(lines))
     passed = sum(line.startswith("[PASS]") for line in lines)
     failed = sum(line.startswith("[FAIL]") for line in lines)

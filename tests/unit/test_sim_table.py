@@ -21,7 +21,7 @@ from stackscaler.sim.table import (
     unit_hour_price,
     utc_day,
 )
-from stackscaler.sim.table_run import TableConfig, TableTier, run_table
+from stackscaler.sim.table_run import TableConfig, TableTier, run_table, troughs
 
 MIDNIGHT = datetime(2026, 11, 27, tzinfo=UTC).timestamp()
 HOUR = 3600.0
@@ -212,6 +212,22 @@ def test_trough_ratio_per_full_utc_day() -> None:
     )
     # the peak's 1,429 units over the trough's ceil(10 / 0.7) = 15
     assert peak.tiers[0].trough_ratios[0] == pytest.approx(1429 / 15)
+
+
+def test_a_gap_in_the_log_is_no_trough() -> None:
+    """Ten minutes or more without a single request is the log's outage: the day is judged
+    on its least-demand hour free of gaps; a day with no such hour is not judged."""
+    start = datetime(2026, 11, 27, tzinfo=UTC)
+    gap_day = [60_000.0] * 600 + [0.0] * 30 + [60_000.0] * 300 + [600.0] * 60 + [60_000.0] * 450
+    dark_day = [0.0] * 1440
+    days = troughs([d / 60 for d in gap_day + dark_day], start.timestamp(), 60.0)
+    assert len(days) == 1  # the dark day has no trough
+    day, first, last = days[0]
+    assert (first, last) == (930, 989)  # the quiet hour, not the 30 minutes of nothing
+    assert day == utc_day(start.timestamp())
+    r = run_table([tier("r", "Read")], gap_day + dark_day, "oracle", TableConfig(start=start))
+    assert r.tiers[0].trough_days == (day,)
+    assert r.to_dict()["tiers"][0]["trough_oracle_ratios"] == {"2026-11-27": 1.0}
 
 
 def test_on_demand_bills_every_request_unit() -> None:

@@ -14,6 +14,7 @@ from stackscaler.model.spec import Resource, TableTarget, parse_resource
 from stackscaler.sim.run import DEFAULT_PRICE, resample
 from stackscaler.sim.table import BURST_SECONDS, PRICES_SOURCE
 from stackscaler.sim.table_run import (
+    GAP_SECONDS,
     TABLE_POLICIES,
     TROUGH_GOAL,
     TableConfig,
@@ -180,7 +181,8 @@ def preamble(tiers: Sequence[TableTier], resource: Resource, trace: Trace, cfg: 
         f"at {cfg.step_seconds:g} s steps, x{cfg.scale:g}\n"
         f"dimensions (one decrease budget): {dims}\n"
         f"target utilization {100 * tiers[0].target:.0f}%; burst capacity {cfg.burst_seconds:g} "
-        f"s of unused capacity; trough: each full UTC day's least-demand hour, goal <= "
+        f"s of unused capacity; trough: each full UTC day's least-demand hour (none in a gap of "
+        f"{GAP_SECONDS / 60:g}+ minutes without a request), goal <= "
         f"{TROUGH_GOAL:g}x the oracle at its end\n"
         f"prices: {PRICES_SOURCE}"
     )

@@ -52,6 +52,9 @@ METRIC_DELAY_SECONDS = 60.0
 TROUGH_SECONDS = 3600.0
 """A day's trough: the hour of the UTC day with the least demand."""
 TROUGH_GOAL = 1.5
+GAP_SECONDS = 600.0
+"""Ten minutes or more without a single request: the trace's log was down (NASA's has
+such gaps), not a trough of the traffic."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,10 @@ class TierStats:
     cost: float
     on_demand_cost: float
     trough_ratios: tuple[float, ...]
-    """Per full UTC day: capacity at the end of the day's trough / the oracle's need
-    over that trough hour."""
+    """Per full UTC day with a trough: capacity at the end of the day's trough / the
+    oracle's highest need over that hour."""
+    trough_days: tuple[int, ...] = ()
+    """The UTC day (days since the epoch) of each of ``trough_ratios``."""
     capacity: tuple[int, ...] = field(default=(), compare=False, repr=False)
     """Per step (only with ``record_series``)."""
 
@@ -128,7 +133,10 @@ class TierStats:
             "cost": round(self.cost, 4),
             "on_demand_cost": round(self.on_demand_cost, 4),
             "trough_oracle_ratio_max": round(max(self.trough_ratios, default=0.0), 4),
-            "trough_oracle_ratios": [round(r, 4) for r in self.trough_ratios],
+            "trough_oracle_ratios": {
+                datetime.fromtimestamp(d * DAY_SECONDS, UTC).date().isoformat(): round(r, 4)
+                for d, r in zip(self.trough_days, self.trough_ratios, strict=True)
+            },
         }
 
 
@@ -274,8 +282,29 @@ class _Aas:
         return self.ctl.observe(t, consumed, capacity)
 
 
-def _troughs(base: Sequence[float], start: float, step: float) -> list[tuple[int, int]]:
-    """Per full UTC day of the run: the [first, last] steps of its least-demand hour."""
+def _gaps(base: Sequence[float], steps: int) -> list[int]:
+    """Prefix counts of the steps inside a gap: a run of at least ``steps`` steps with no
+    demand at all (a log's outage, not traffic)."""
+    marks = [0] * len(base)
+    run = 0
+    for i, b in enumerate(base):
+        run = run + 1 if b <= 0 else 0
+        if run == steps:
+            for j in range(i - steps + 1, i + 1):
+                marks[j] = 1
+        elif run > steps:
+            marks[i] = 1
+    prefix = [0]
+    for m in marks:
+        prefix.append(prefix[-1] + m)
+    return prefix
+
+
+def troughs(base: Sequence[float], start: float, step: float) -> list[tuple[int, int, int]]:
+    """Per full UTC day of the run: (the UTC day, the first and last steps of its
+    least-demand hour). An hour that holds a gap (:data:`GAP_SECONDS` or more without a
+    single request: the trace's log was down) is no trough; a day with no hour free of
+    gaps has none."""
     n = len(base)
     w = max(1, round(TROUGH_SECONDS / step))
     per_day = round(DAY_SECONDS / step)
@@ -285,15 +314,17 @@ def _troughs(base: Sequence[float], start: float, step: float) -> list[tuple[int
     prefix = [0.0]
     for b in base:
         prefix.append(prefix[-1] + b)
+    gaps = _gaps(base, max(1, round(GAP_SECONDS / step)))
     out = []
     d0 = first
     while d0 + per_day <= n:
-        best, at = math.inf, d0
+        best, at = math.inf, -1
         for s in range(d0, d0 + per_day - w + 1):
             total = prefix[s + w] - prefix[s]
-            if total < best - 1e-9:
+            if total < best - 1e-9 and gaps[s + w] == gaps[s]:
                 best, at = total, s
-        out.append((at, at + w - 1))
+        if at >= 0:
+            out.append((utc_day(start + d0 * step), at, at + w - 1))
         d0 += per_day
     return out
 
@@ -398,11 +429,11 @@ def run_table(
             series[j].append(dims[j].provisioned)
         any_throttled += throttled_now
     hours = step / 3600.0
-    troughs = _troughs(units[0] if units else [], t0, step)
+    days_troughs = troughs(units[0] if units else [], t0, step)
     stats = []
     for j, tier in enumerate(tiers):
         request_units = sum(units[j]) * step
-        ratios = tuple(series[j][b] / max(*need[j][a : b + 1], 1) for a, b in troughs)
+        ratios = tuple(series[j][b] / max(*need[j][a : b + 1], 1) for _, a, b in days_troughs)
         stats.append(
             TierStats(
                 name=tier.name,
@@ -418,6 +449,7 @@ def run_table(
                 cost=cap_steps[j] * hours * unit_hour_price(tier.dimension),
                 on_demand_cost=on_demand_price(tier.dimension, request_units),
                 trough_ratios=ratios,
+                trough_days=tuple(d for d, _, _ in days_troughs),
                 capacity=tuple(series[j]) if cfg.record_series else (),
             )
         )

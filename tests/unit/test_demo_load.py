@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from stackscaler.demo import load as lm
 from stackscaler.demo.load import (
     Capacities,
     LoadModel,
@@ -154,3 +155,29 @@ def test_tally_accumulates() -> None:
     assert (t.seconds, t.seconds_over) == (4.0, 1.0)
     assert t.share_over == 0.25
     assert TierTally().share_over == 0.0
+
+
+def test_the_table_consumes_what_is_provisioned_and_the_rest_is_throttled() -> None:
+    facts = demo_stack(load_docs(EXAMPLES / "stack.yaml"), minute_seconds=2.0).facts
+    model = lm.calibrate(facts, 1000.0, minute_seconds=2.0)
+    # at the story's peak the reads need 60% of maxCapacity at the 70% target
+    assert model.table_reads_per_request * model.scale * 1000.0 == pytest.approx(
+        0.6 * 4000 * 0.7, rel=0.01
+    )
+    demand = 100.0 / model.table_reads_per_request  # 100 read units per second
+    read, write = lm.table_loads(
+        model, demand, facts.tables, {"sessions-read": 80, "sessions-write": 50}
+    )
+    assert (read.demand, read.consumed, read.throttled) == pytest.approx((100, 80, 20))
+    assert read.utilization == 100.0
+    assert (write.demand, write.consumed, write.throttled) == pytest.approx((10, 10, 0))
+    assert write.utilization == pytest.approx(20.0)
+    data = lm.table_datapoints((read, write), 2.0)
+    by_name = {d.metric.name: d.value for d in data}
+    assert by_name == pytest.approx(
+        {
+            "ConsumedReadCapacityUnits": 160.0,
+            "ReadThrottleEvents": 40.0,
+            "ConsumedWriteCapacityUnits": 20.0,
+        }
+    )  # no zero throttle datapoint for the write side, as DynamoDB

@@ -39,6 +39,8 @@ def test_every_demo_resource_is_valid(docs: list[dict[str, Any]]) -> None:
         "WorkerPool",
         "ReadReplicaPool",
         "CachePool",
+        "TableCapacity",
+        "TableCapacity",
     ]
     for d in out.documents[2:]:
         _, errors = validate_document(d)
@@ -154,3 +156,22 @@ def test_facts(docs: list[dict[str, Any]]) -> None:
 def test_a_stack_without_a_tier_is_refused(docs: list[dict[str, Any]]) -> None:
     with pytest.raises(ValueError, match="exactly one CachePool"):
         demo_stack([d for d in docs if d["kind"] != "CachePool"], minute_seconds=2.0)
+
+
+def test_the_sessions_table_is_driven_as_written_on_the_demo_clock(
+    docs: list[dict[str, Any]],
+) -> None:
+    out = demo_stack(docs, minute_seconds=2.0)
+    tables = [d for d in out.documents if d["kind"] == "TableCapacity"]
+    assert [t["metadata"]["name"] for t in tables] == ["sessions-read", "sessions-write"]
+    for t in tables:
+        assert t["spec"]["pollIntervalSeconds"] == 5
+        assert t["spec"]["behavior"]["scaleIn"]["stabilizationWindowSeconds"] == 150  # 900 / 6
+        assert t["spec"]["target"]["name"] == "shop-user-sessions"
+    read, write = out.facts.tables
+    assert (read.dimension, read.min_capacity, read.max_capacity) == ("Read", 5, 4000)
+    assert (write.dimension, write.target_utilization) == ("Write", 70.0)
+    assert read.metric("ConsumedReadCapacityUnits") == MetricId(
+        "AWS/DynamoDB", "ConsumedReadCapacityUnits", (("TableName", "shop-user-sessions"),)
+    )
+    assert any("sessions-read, sessions-write" in n for n in out.notes)

@@ -13,7 +13,10 @@ What :meth:`StandIn.arrange` creates in moto:
 * the PostgreSQL source instance of the read replicas and, once the
   ReadReplicaPool exists (:meth:`StandIn.first_replica`), its first replica,
   tagged as the operator tags its own, so every tier starts at its
-  ``minCapacity`` (moto marks replicas available at once).
+  ``minCapacity`` (moto marks replicas available at once);
+* the DynamoDB table of the stack's TableCapacity resources, in provisioned
+  mode at their ``minCapacity`` (read and write; 1 for a dimension no resource
+  scales), tagged ``stackscaler.dev/managed=true`` as docs/install.md asks.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from botocore.config import Config
 from stackscaler.actuators.rds_replicas import OWNER_TAG, OWNER_UID_TAG, replica_identifier
 from stackscaler.demo.load import Datum
 from stackscaler.demo.processes import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
-from stackscaler.demo.stack import StackFacts
+from stackscaler.demo.stack import StackFacts, TableFacts
 
 IMAGE_ID = "ami-0abcdef1234567890"
 """Any id does: moto launches instances from it without checking."""
@@ -58,6 +61,7 @@ class StandIn:
         self.sqs = client("sqs")
         self.rds = client("rds")
         self.cloudwatch = client("cloudwatch")
+        self.dynamodb = client("dynamodb")
         self.queue_url = ""
 
     # --- arrange -------------------------------------------------------------
@@ -95,7 +99,23 @@ class StandIn:
             BackupRetentionPeriod=7,
         )
         done.append(f"RDS {facts.db_engine} instance {facts.db} (the replicas' source)")
+        for table in sorted({t.table for t in facts.tables}):
+            done.append(self._table(table, [t for t in facts.tables if t.table == table]))
         return done
+
+    def _table(self, name: str, resources: Sequence[TableFacts]) -> str:
+        def units(dimension: str) -> int:
+            return next((t.min_capacity for t in resources if t.dimension == dimension), 1)
+
+        read, write = units("Read"), units("Write")
+        self.dynamodb.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": "session", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "session", "KeyType": "HASH"}],
+            ProvisionedThroughput={"ReadCapacityUnits": read, "WriteCapacityUnits": write},
+            Tags=[{"Key": "stackscaler.dev/managed", "Value": "true"}],
+        )
+        return f"DynamoDB table {name} (provisioned: {read} read, {write} write units)"
 
     def first_replica(self, facts: StackFacts, owner_uid: str, owner: str) -> str:
         """One read replica of the source, owned (tagged) by the ReadReplicaPool."""
@@ -116,6 +136,21 @@ class StandIn:
         return f"read replica {identifier} of {facts.db} (owned by {owner})"
 
     # --- observe -------------------------------------------------------------
+
+    def table_units(self, tables: Sequence[TableFacts]) -> dict[str, int]:
+        """The provisioned units of each TableCapacity's dimension, by resource name."""
+        described: dict[str, Any] = {}
+        out = {}
+        for t in tables:
+            if t.table not in described:
+                described[t.table] = self.dynamodb.describe_table(TableName=t.table)["Table"]
+            doc = described[t.table]
+            if t.index:
+                doc = next(
+                    g for g in doc.get("GlobalSecondaryIndexes", ()) if g["IndexName"] == t.index
+                )
+            out[t.name] = int(doc["ProvisionedThroughput"][f"{t.dimension}CapacityUnits"])
+        return out
 
     def in_service(self, names: Sequence[str]) -> dict[str, int]:
         """InService instances per Auto Scaling group."""
@@ -206,5 +241,5 @@ class StandIn:
         return done
 
     def close(self) -> None:
-        for c in (self.autoscaling, self.ec2, self.sqs, self.rds, self.cloudwatch):
+        for c in (self.autoscaling, self.ec2, self.sqs, self.rds, self.cloudwatch, self.dynamodb):
             c.close()

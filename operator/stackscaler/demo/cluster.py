@@ -19,7 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from stackscaler import API_GROUP, API_VERSION
-from stackscaler.demo.stack import Tier, is_custom_resource
+from stackscaler.demo.stack import TableFacts, Tier, is_custom_resource
 from stackscaler.model.crds import KINDS
 
 
@@ -78,6 +78,16 @@ class Cluster:
                 API_GROUP, API_VERSION, t.namespace, t.plural, t.name
             )
             out[t.kind] = body.get("status") if isinstance(body, dict) else None
+        return out
+
+    def table_statuses(self, tables: Sequence[TableFacts]) -> dict[str, Mapping[str, Any] | None]:
+        """Each TableCapacity's ``.status`` by name (two share the kind)."""
+        out: dict[str, Mapping[str, Any] | None] = {}
+        for t in tables:
+            body = self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, t.namespace, t.plural, t.name
+            )
+            out[t.name] = body.get("status") if isinstance(body, dict) else None
         return out
 
     def events(self, namespace: str) -> list[Event]:

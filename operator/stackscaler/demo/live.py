@@ -48,7 +48,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -209,6 +209,8 @@ class Board:
         self.ended_by = ""
         self.desired: dict[str, int | None] = {}
         """Each tier's desiredCapacity as the display last read it."""
+        self.tables: tuple[lm.TableLoad, ...] = ()
+        """The sessions table's dimensions as the load generator last drove them."""
         self.recorder = Recorder(kinds)
         """The picture's timeline."""
 
@@ -226,7 +228,13 @@ def _values(facts: StackFacts, board: Board) -> dict[str, float | None]:
     }
 
 
-def _rows(plan_: Plan, board: Board, statuses: dict[str, Any]) -> list[Row]:
+def _rows(
+    plan_: Plan,
+    board: Board,
+    statuses: dict[str, Any],
+    table_statuses: Mapping[str, Any] | None = None,
+) -> list[Row]:
+    table_statuses = table_statuses or {}
     facts, load, caps = plan_.facts, board.load, board.caps
     values = _values(facts, board)
     rows = []
@@ -253,6 +261,17 @@ def _rows(plan_: Plan, board: Board, statuses: dict[str, Any]) -> list[Row]:
                 demand, ready = f"{count(load.cache_ops)} ops", caps.cache
                 text = f"cpu {percent(load.cache_cpu)} vs {t.target_value:g}%"
         rows.append(Row(t.name, t.target, demand, text, ready, st.current, st.desired, st.reason))
+    tables = {x.table.name: x for x in board.tables}
+    for tf in facts.tables:
+        st = tier_status(table_statuses.get(tf.name))
+        x = tables.get(tf.name)
+        demand, text, ready = "-", "-", None
+        if x is not None:
+            demand, ready = f"{count(x.demand)} u/s", x.provisioned
+            text = f"use {percent(x.utilization)} vs {tf.target_utilization:g}%" + (
+                f", {count(x.throttled)}/s throttled" if x.throttled > 0 else ""
+            )
+        rows.append(Row(tf.name, tf.target, demand, text, ready, st.current, st.desired, st.reason))
     return rows
 
 
@@ -386,11 +405,22 @@ class Live:
                     dt=dt,
                     state=state,
                 )
+                tables: tuple[lm.TableLoad, ...] = ()
+                if facts.tables:
+                    units = await call(self.standin.table_units, facts.tables)
+                    tables = lm.table_loads(model, load.demand, facts.tables, units)
+                published = lm.datapoints(facts, load) + lm.table_datapoints(tables, dt)
                 sent, done, _ = await asyncio.gather(
                     call(self.standin.send_jobs, step.send, b.jobs_sent),
                     call(self.standin.finish_jobs, step.consume),
-                    call(self.standin.publish, lm.datapoints(facts, load), datetime.now(UTC)),
+                    call(self.standin.publish, published, datetime.now(UTC)),
                 )
+                b.tables = tables
+                for x in tables:
+                    key = x.table.label
+                    b.tallies[key] = b.tallies.get(key, lm.TierTally()).add(
+                        capacity=x.provisioned, over=x.throttled > 0, dt=dt
+                    )
                 # what could not be sent waits; workers that found the queue dry bank nothing
                 state = lm.QueueState(
                     step.state.arrivals_carry + (step.send - sent),
@@ -449,13 +479,16 @@ class Live:
         namespace = facts.web.namespace
         last_table = -math.inf
         statuses: dict[str, Any] = {}
+        table_statuses: dict[str, Any] = {}
         events: list[Event] = []
         errors_shown = 0
         while True:
             now = elapsed()
             try:
-                statuses, events = await asyncio.gather(
-                    call(self.cluster.statuses, facts.tiers), call(self.cluster.events, namespace)
+                statuses, events, table_statuses = await asyncio.gather(
+                    call(self.cluster.statuses, facts.tiers),
+                    call(self.cluster.events, namespace),
+                    call(self.cluster.table_statuses, facts.tables),
                 )
                 for t in facts.tiers:
                     self.board.desired[t.kind] = tier_status(statuses.get(t.kind)).desired
@@ -476,7 +509,9 @@ class Live:
             due = self.screen.tty or now - last_table >= PLAIN_TABLE_SECONDS
             if due:
                 last_table = now
-                table = render_table(title, _rows(self.plan, self.board, statuses), width)
+                table = render_table(
+                    title, _rows(self.plan, self.board, statuses, table_statuses), width
+                )
                 self.screen.table(table, scrolled)
             elif scrolled:
                 self.screen.say(*scrolled)
@@ -578,7 +613,13 @@ def run_live(options: DemoOptions, out: TextIO | None = None) -> int:
         f"CPU; 1 job per {count(model.requests_per_job)} requests, a worker does one per "
         f"{model.seconds_per_job:g} s; a DB instance serves {count(model.reads_per_db_instance)} "
         f"reads/min (1 per request, the source serves too); a cache node "
-        f"{count(model.cache_ops_per_node)} ops/min ({model.cache_ops_per_request:g} per request)",
+        f"{count(model.cache_ops_per_node)} ops/min ({model.cache_ops_per_request:g} per request)"
+        + (
+            f"; the sessions table {model.table_reads_per_request:.3g} read units/s per "
+            f"request/min, a write per {model.requests_per_write:g} requests"
+            if facts.tables
+            else ""
+        ),
         "demo overrides of examples/stack.yaml:",
         *(f"  - {n}" for n in p.stack.notes),
         f"work dir: {workdir} (logs in {logs}; the control plane in {cp_dir})",
@@ -794,7 +835,23 @@ def _summary(
         f"{b.jobs_done:,} done"
     )
     warnings = sum(1 for e in b.events.values() if e.type == "Warning")
+    tables = []
+    for tf in p.facts.tables:
+        tally = b.tallies.get(tf.label, lm.TierTally())
+        outs = sum(1 for e in scale if e.name == tf.name and e.reason == "ScaledOut")
+        ins = sum(1 for e in scale if e.name == tf.name and e.reason == "ScaledIn")
+        seen = (
+            f"{tally.min_capacity}-{tally.max_capacity}"
+            if tally.min_capacity != tally.max_capacity
+            else str(tally.min_capacity)
+        )
+        tables.append(
+            f"{tf.label} ({tf.target}): {outs + ins} scale actions ({outs} out, {ins} in), "
+            f"provisioned {seen} units, throttled {tally.share_over:.0%} of the time "
+            f"({tally.seconds_over:.0f} of {tally.seconds:.0f} s)"
+        )
     footer = [
+        *tables,
         f"operator Events: {len(b.events)} ({warnings} warnings); load generator hiccups: "
         f"{b.tick_errors}" + (f" (last: {b.last_error})" if b.last_error else ""),
         f"logs: {logs} ({', '.join(log_names)}); resources as applied: "

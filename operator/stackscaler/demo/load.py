@@ -20,13 +20,22 @@ from the capacity the stand-in reports at that moment:
   StatefulSet's replicas; engine CPU = operations / (replicas x
   ``cache_ops_per_node``).
 
+* **sessions table** (DynamoDB, provisioned): one read of a session item
+  (1 read unit) per request and one write (1 write unit) per
+  ``requests_per_write`` requests, as units per wall second; what exceeds
+  the provisioned units is throttled (no burst capacity is modelled), and
+  consumed capacity never exceeds what is provisioned. Each tick publishes
+  the units consumed and the requests throttled during it, so CloudWatch's
+  Sum over a minute / 60 is the rate, as DynamoDB's own metrics.
+
 A tier with no units has no CPU datapoint at all (as CloudWatch: no
 instance, no metric): unknown for the operator, never 0.
 
 :func:`calibrate` sizes the model so that, at the story's (10-minute
 averaged) peak, the web tier needs 90% of its ``maxCapacity`` at its CPU
 target, the workers 25% of theirs, and the replicas and the cache 60% of
-theirs. A larger ``--scale`` loads every tier more.
+theirs, and the table's read capacity 60% of its ``maxCapacity`` at its target
+utilization. A larger ``--scale`` loads every tier more.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stackscaler.demo.stack import MetricId, StackFacts, Tier
+from stackscaler.demo.stack import MetricId, StackFacts, TableFacts, Tier
 from stackscaler.demo.story import round_sig
 
 WEB_REQUESTS_PER_INSTANCE = 2400.0
@@ -44,6 +53,8 @@ PEAK_SHARE_WEB = 0.9
 PEAK_SHARE_WORKERS = 0.25
 PEAK_SHARE_READERS = 0.6
 PEAK_SHARE_CACHE = 0.6
+PEAK_SHARE_TABLE = 0.6
+REQUESTS_PER_WRITE = 10.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,9 @@ class LoadModel:
     reads_per_db_instance: float
     cache_ops_per_request: float
     cache_ops_per_node: float
+    table_reads_per_request: float = 0.0
+    """Read units per wall second for each request per story minute of demand."""
+    requests_per_write: float = REQUESTS_PER_WRITE
 
 
 def calibrate(
@@ -88,7 +102,69 @@ def calibrate(
         cache_ops_per_node=round_sig(
             reference * CACHE_OPS_PER_REQUEST / (cache_nodes * facts.cache.target_value / 100.0)
         ),
+        table_reads_per_request=_table_reads(facts, reference),
     )
+
+
+def _table_reads(facts: StackFacts, reference: float) -> float:
+    reads = [t for t in facts.tables if t.dimension == "Read"]
+    if not reads:
+        return 0.0
+    t = reads[0]
+    return PEAK_SHARE_TABLE * t.max_capacity * t.target_utilization / 100.0 / reference
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """One TableCapacity's dimension at one moment, in units per wall second."""
+
+    table: TableFacts
+    demand: float
+    """Units the requests ask for."""
+    provisioned: int
+    consumed: float
+    throttled: float
+
+    @property
+    def utilization(self) -> float | None:
+        """Percent of the provisioned units consumed (None with nothing provisioned)."""
+        return utilization(self.consumed, self.provisioned, 1.0)
+
+
+def table_loads(
+    model: LoadModel, demand: float, tables: tuple[TableFacts, ...], units: dict[str, int]
+) -> tuple[TableLoad, ...]:
+    """Each table dimension's demand, consumption and throttling at ``demand``."""
+    reads = demand * model.table_reads_per_request
+    out = []
+    for t in tables:
+        want = reads if t.dimension == "Read" else reads / model.requests_per_write
+        have = units.get(t.name, 0)
+        consumed = min(want, float(have))
+        out.append(TableLoad(t, want, have, consumed, want - consumed))
+    return tuple(out)
+
+
+def table_datapoints(loads: tuple[TableLoad, ...], dt: float) -> tuple[Datum, ...]:
+    """What DynamoDB would publish for ``dt`` wall seconds of ``loads``: the units consumed
+    (Sum over a minute / 60 = the rate) and, only when there were any, the throttled
+    requests (DynamoDB publishes no zero throttle datapoints)."""
+    out = []
+    for x in loads:
+        out.append(
+            Datum(
+                x.table.metric(f"Consumed{x.table.dimension}CapacityUnits"),
+                x.consumed * dt,
+                "Count",
+            )
+        )
+        if x.throttled > 0:
+            out.append(
+                Datum(
+                    x.table.metric(f"{x.table.dimension}ThrottleEvents"), x.throttled * dt, "Count"
+                )
+            )
+    return tuple(out)
 
 
 @dataclass(frozen=True)

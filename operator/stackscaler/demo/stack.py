@@ -25,7 +25,12 @@ AWS stand-in (moto) require otherwise; every override is listed in
   ``DecreaseReplicaCount``, so the CachePool scales a StatefulSet of the same
   name in the local control plane, on ``StackscalerDemo/EngineCPUUtilization``;
 * workers: a job takes a worker 1 s instead of 0.1 s (10 messages per worker
-  instead of 100): moto's SQS slows down when thousands of messages wait.
+  instead of 100): moto's SQS slows down when thousands of messages wait;
+* the sessions table (TableCapacity, read and write): created in moto at its
+  ``minCapacity``; the load generator publishes its consumed capacity and
+  throttled requests to ``AWS/DynamoDB`` as DynamoDB would. Its metrics keep
+  DynamoDB's one-minute period (the operator reads them as DynamoDB publishes
+  them), so the table follows the story about two wall minutes late.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from stackscaler.model.spec import (
     DBInstanceTarget,
     ReplicationGroupTarget,
     Resource,
+    TableTarget,
     TargetType,
     WorkloadTarget,
     parse_resource,
@@ -98,6 +104,43 @@ class MetricId:
 
 
 @dataclass(frozen=True)
+class TableFacts:
+    """One TableCapacity of the demo stack: a dimension of a DynamoDB table (or index)."""
+
+    name: str
+    namespace: str
+    table: str
+    index: str | None
+    dimension: str
+    """Read or Write."""
+    min_capacity: int
+    max_capacity: int
+    target_utilization: float
+    kind: str = "TableCapacity"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    @property
+    def plural(self) -> str:
+        return KINDS[self.kind].plural
+
+    @property
+    def target(self) -> str:
+        """What it scales, for people: ``DynamoDB shop-user-sessions read``."""
+        where = self.table + (f"/{self.index}" if self.index else "")
+        return f"DynamoDB {where} {self.dimension.lower()}"
+
+    def metric(self, name: str) -> MetricId:
+        """The table's ``AWS/DynamoDB`` metric ``name`` with its dimensions."""
+        dims: tuple[tuple[str, str], ...] = (("TableName", self.table),)
+        if self.index:
+            dims += (("GlobalSecondaryIndexName", self.index),)
+        return MetricId("AWS/DynamoDB", name, dims)
+
+
+@dataclass(frozen=True)
 class StackFacts:
     """What the AWS stand-in and the load model need to know about the demo stack."""
 
@@ -121,6 +164,8 @@ class StackFacts:
     web_requests_metric: MetricId | None
     replica_cpu_metric: MetricId
     cache_cpu_metric: MetricId
+    tables: tuple[TableFacts, ...] = ()
+    """The stack's TableCapacity resources (none: the demo drives no table)."""
 
     @property
     def tiers(self) -> tuple[Tier, Tier, Tier, Tier]:
@@ -240,9 +285,10 @@ def demo_stack(docs: Sequence[Mapping[str, Any]], *, minute_seconds: float) -> D
     web, workers = _one(docs, "WebTier"), _one(docs, "WorkerPool")
     readers, cache = _one(docs, "ReadReplicaPool"), _one(docs, "CachePool")
     crs = (web, workers, readers, cache)
+    tables = tuple(apply_defaults(d) for d in docs if d.get("kind") == "TableCapacity")
     notes: list[str] = []
 
-    timing = {d["metadata"]["name"]: _time_overrides(d, factor) for d in crs}
+    timing = {d["metadata"]["name"]: _time_overrides(d, factor) for d in (*crs, *tables)}
     example = next(((n, c) for n, c in timing.items() if c), None)
     notes.append(
         f"every tier: the operator's clock runs {1 / factor:g}x faster than in production: "
@@ -338,13 +384,22 @@ def demo_stack(docs: Sequence[Mapping[str, Any]], *, minute_seconds: float) -> D
             "of messages wait"
         )
 
+    if tables:
+        names = ", ".join(str(t["metadata"]["name"]) for t in tables)
+        notes.append(
+            f"{names}: the DynamoDB table is created in moto at minCapacity; the load generator "
+            "publishes its consumed capacity and throttled requests to AWS/DynamoDB (reads in "
+            "proportion to the requests, a write per 10 reads); its metrics keep DynamoDB's "
+            "60 s period, so the table follows the story about two wall minutes late"
+        )
+
     namespace_doc = next(
         (copy.deepcopy(dict(d)) for d in docs if d.get("kind") == "Namespace"),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
     )
     statefulset = _statefulset(sts, namespace, int(cache_spec.get("minCapacity", 1)))
-    facts = stack_facts(crs)
-    return DemoStack((namespace_doc, statefulset, *crs), tuple(notes), facts)
+    facts = stack_facts(crs, tables)
+    return DemoStack((namespace_doc, statefulset, *crs, *tables), tuple(notes), facts)
 
 
 def _metric_id(resource: Resource, *, target_type: TargetType | None = None) -> MetricId | None:
@@ -364,7 +419,27 @@ def _required(metric: MetricId | None, what: str) -> MetricId:
     return metric
 
 
-def stack_facts(crs: Sequence[Mapping[str, Any]]) -> StackFacts:
+def _table(resource: Resource) -> TableFacts:
+    target = resource.target
+    if not isinstance(target, TableTarget):  # pragma: no cover - the kind's only target
+        raise ValueError("a TableCapacity scales a Table")
+    consumed = resource.scaling.metrics[0]
+    assert consumed.target is not None
+    return TableFacts(
+        name=resource.name,
+        namespace=resource.namespace or "default",
+        table=target.name,
+        index=target.index,
+        dimension=target.dimension.value,
+        min_capacity=resource.scaling.min_capacity,
+        max_capacity=resource.scaling.max_capacity,
+        target_utilization=100.0 * consumed.target.value,
+    )
+
+
+def stack_facts(
+    crs: Sequence[Mapping[str, Any]], tables: Sequence[Mapping[str, Any]] = ()
+) -> StackFacts:
     """The facts of the (overridden) demo resources; checks they are what the demo drives."""
     parsed = {d["kind"]: parse_resource(d, source="demo stack") for d in crs}
     web, workers = parsed["WebTier"], parsed["WorkerPool"]
@@ -410,6 +485,7 @@ def stack_facts(crs: Sequence[Mapping[str, Any]]) -> StackFacts:
         web_requests_metric=_metric_id(web, target_type=TargetType.AVERAGE_VALUE),
         replica_cpu_metric=_required(_metric_id(readers), "the read replicas' CPU"),
         cache_cpu_metric=_required(_metric_id(cache), "the cache's CPU"),
+        tables=tuple(_table(parse_resource(d, source="demo stack")) for d in tables),
     )
 
 

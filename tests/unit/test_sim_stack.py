@@ -414,3 +414,19 @@ def test_simulate_stack_usage_errors(
     err = capsys.readouterr().err
     assert message in err
     assert "\x1b" not in err  # a hostile name is escaped, never echoed raw
+
+
+def test_a_table_is_not_simulated_in_a_stack(
+    trace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "table.yaml"
+    table.write_text(
+        "apiVersion: stackscaler.dev/v1alpha1\nkind: TableCapacity\n"
+        "metadata: {name: sessions-read, namespace: shop}\n"
+        "spec:\n  target: {kind: Table, name: shop-sessions, dimension: Read}\n"
+        "  minCapacity: 5\n  maxCapacity: 4000\n"
+    )
+    assert main(["simulate", "-f", str(table), "--trace", trace, "--stack"]) == 1
+    assert "shop/sessions-read: a TableCapacity is not simulated in a --stack" in (
+        capsys.readouterr().err
+    )

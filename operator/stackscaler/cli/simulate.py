@@ -423,6 +423,11 @@ def _stack_tiers(args: argparse.Namespace) -> tuple[list[StackTier], list[str]]:
     for name, coupling in [(front, None), *((c.tier, c) for c in couplings)]:
         doc = by_name[name]
         resource = parse_resource(doc.body, source=doc.label)
+        if resource.kind == TABLE_KIND:
+            raise UsageError(
+                f"{resource.key}: a {TABLE_KIND} is not simulated in a --stack (its capacity "
+                "changes at once and its decreases have a daily budget): simulate it with --tier"
+            )
         if not resource.scaling.metrics:
             raise UsageError(f"{resource.key}: has no metrics to simulate")
         cfg = _config(args, name, front=coupling is None)

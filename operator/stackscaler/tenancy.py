@@ -70,6 +70,7 @@ from stackscaler.model.spec import (
     TableTarget,
     WorkloadTarget,
 )
+from stackscaler.model.table import TABLE_METRICS
 
 ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(.+)$")
 QUEUE_URL = re.compile(r"^https://[^/]+/(\d{12})/([^/?#]+)$")
@@ -441,6 +442,8 @@ class _Check:
             )
         self.target(r)
         for i, m in enumerate(r.scaling.metrics):
+            if i < self._implicit(r):  # a table's own metrics: granted with the table
+                continue
             if isinstance(m.source, SqsSource):
                 self.queue(m.source, "spec.queue")
             elif isinstance(m.source, CloudWatchSource):
@@ -449,9 +452,15 @@ class _Check:
                 self.prometheus(m.source, f"spec.metrics[{self._index(r, m, i)}].prometheus")
 
     @staticmethod
-    def _index(r: Resource, m: MetricSpec, i: int) -> int:
-        """Index in spec.metrics (the queue metric, when there is one, comes first)."""
-        return i - (1 if r.queue is not None else 0)
+    def _implicit(r: Resource) -> int:
+        """How many of the metrics are a table's implicit ones (consumed, throttles), read
+        from the table's own AWS/DynamoDB metrics as the target's region and role."""
+        return len(TABLE_METRICS) if isinstance(r.target, TableTarget) else 0
+
+    @classmethod
+    def _index(cls, r: Resource, m: MetricSpec, i: int) -> int:
+        """Index in spec.metrics (the queue metric or a table's, when there are, come first)."""
+        return i - (1 if r.queue is not None else 0) - cls._implicit(r)
 
     def role(self, arn: str | None, field: str) -> str | None:
         """The role's account (None: the operator's own identity)."""

@@ -37,6 +37,7 @@ SETTINGS: dict[str, Any] = {
             "dbInstances": ["shop-db"],
             "dbInstanceClasses": ["db.t4g.*"],
             "replicationGroups": ["shop-cache"],
+            "tables": ["shop-sessions"],
             "queues": ["shop-jobs"],
             "cloudWatchNamespaces": ["AWS/EC2", "Shop/*"],
             "prometheusServers": ["http://prometheus.monitoring:9090"],
@@ -381,3 +382,40 @@ def test_prometheus_grants_compare_in_the_normalized_form_and_bad_ones_fail_at_s
     with pytest.raises(InvalidTenancy) as info:
         Tenancy(parse_tenancy(doc), normalize_address=normalize_address)
     assert "tenants[0].prometheusServers[0]" in str(info.value)
+
+
+def _table(name: str, **target: Any) -> Any:
+    doc = {
+        "apiVersion": "stackscaler.dev/v1alpha1",
+        "kind": "TableCapacity",
+        "metadata": {"name": "sessions-read", "namespace": "shop"},
+        "spec": {
+            "target": {"kind": "Table", "name": name, "dimension": "Read", **target},
+            "maxCapacity": 40,
+            "metrics": [
+                {
+                    "name": "latency",
+                    "target": {"value": 20},
+                    "cloudWatch": {
+                        "namespace": "AWS/DynamoDB",
+                        "metricName": "SuccessfulRequestLatency",
+                    },
+                }
+            ],
+        },
+    }
+    return parse_resource(doc)
+
+
+def test_a_table_is_granted_by_name_its_own_metrics_with_it(tenancy: Tenancy) -> None:
+    """The table's implicit AWS/DynamoDB metrics come with the table grant; a metric the
+    spec adds still needs its CloudWatch namespace granted (the field path counts only
+    the spec's own metrics)."""
+    err = denied(tenancy, _table("shop-orders", region="us-east-1"))
+    assert (err.field, err.rule) == ("spec.target.name", "tables")
+    err = denied(tenancy, _table("shop-sessions", region="us-east-1"))
+    assert (err.field, err.rule) == ("spec.metrics[0].cloudWatch.namespace", "cloudWatchNamespaces")
+    granted = copy.deepcopy(SETTINGS)
+    granted["tenants"][0]["cloudWatchNamespaces"].append("AWS/DynamoDB")
+    admitted = Tenancy(parse_tenancy(granted)).admit(_table("shop-sessions", region="us-east-1"))
+    assert [m.name for m in admitted.scaling.metrics] == ["consumed", "throttles", "latency"]

@@ -12,7 +12,7 @@ from tests.gitops.lua import HEALTH_LUA
 ARGOCD_CM = HEALTH_LUA.parent / "argocd-cm.yaml"
 
 HEADER = """\
-# Argo CD health checks for the four stackscaler kinds (docs/gitops.md): the same
+# Argo CD health checks for the five stackscaler kinds (docs/gitops.md): the same
 # script, docs/gitops/argocd/health.lua, under each kind's key. Merge it into the
 # argocd-cm ConfigMap of your Argo CD installation, e.g.
 #

@@ -356,4 +356,10 @@ def test_argocd_cm_holds_the_script_under_one_key_per_kind() -> None:
     )
     script = HEALTH_LUA.read_text()
     assert doc["data"] == {key(kind): script for kind in KINDS}
-    assert sorted(KINDS) == ["CachePool", "ReadReplicaPool", "WebTier", "WorkerPool"]
+    assert sorted(KINDS) == [
+        "CachePool",
+        "ReadReplicaPool",
+        "TableCapacity",
+        "WebTier",
+        "WorkerPool",
+    ]

@@ -1,5 +1,5 @@
 -- Argo CD health check for stackscaler.dev/v1alpha1 WebTier, WorkerPool,
--- ReadReplicaPool and CachePool (the same script for the four kinds).
+-- ReadReplicaPool, CachePool and TableCapacity (the same script for the five kinds).
 -- Install: docs/gitops/argocd/argocd-cm.yaml; what each state means: docs/gitops.md.
 --
 -- Written for Argo CD's Lua sandbox: Lua 5.1 (gopher-lua) with the base,

@@ -468,7 +468,7 @@ def _kubeconfig_for(plane: ControlPlane, api: client.ApiClient, namespace: str, 
     return path
 
 
-PLURALS = ["webtiers", "workerpools", "readreplicapools", "cachepools"]
+PLURALS = ["webtiers", "workerpools", "readreplicapools", "cachepools", "tablecapacities"]
 
 
 def test_errors_no_kubeconfig_and_an_identity_without_the_rights(

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import copy
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from stackscaler.actuators.base import Capacity
 from stackscaler.claims import describe, target_key
 from stackscaler.model.crds import KINDS, crd, resource_schema
 from stackscaler.model.spec import (
     CloudWatchSource,
+    Resource,
     TableTarget,
     TargetType,
     parse_resource,
     warmup,
 )
 from stackscaler.model.table import TableDimension
+from stackscaler.policy.budget import DecreaseBudget
 from tests.conftest import mutate
 from tests.unit.spec_cases import TABLE
+from tests.unit.test_reconcile import T0, FakeActuator, FakeSources, Harness
 
 
 def _parse(*changes: tuple[str, Any]) -> Any:
@@ -122,3 +128,31 @@ def test_read_write_and_index_of_one_table_are_different_targets() -> None:
     again = target_key(_parse(("metadata.name", "other")), "us-east-1")
     assert again in keys
     assert describe(again) == "Table shop-sessions read capacity (account (own), region us-east-1)"
+
+
+class _Spent(FakeActuator):
+    """A table whose four decreases of the day went in the last half hour."""
+
+    async def observe(self, resource: Resource) -> Capacity:
+        at = (T0 - timedelta(minutes=30)).timestamp()
+        return Capacity(
+            self.current, self.current, is_setpoint=True, decreases=DecreaseBudget(4, at)
+        )
+
+
+async def test_status_decreases_with_the_next_earned_only_while_none_is_left() -> None:
+    doc = copy.deepcopy(TABLE)
+    doc["metadata"].update(uid="u1", generation=1)
+    h = Harness(
+        doc, actuator=_Spent(current=100), sources=FakeSources({"consumed": 7.0, "throttles": 0.0})
+    )
+    await h.tick()
+    assert h.body["status"]["decreases"] == {
+        "today": 4,
+        "left": 0,
+        "nextEarnedAt": "2026-11-26T12:30:00Z",  # an hour after the last
+    }
+    h.actuator = FakeActuator(current=100)
+    h.restart()
+    await h.tick(after=60)
+    assert "decreases" not in h.body["status"]  # no budget reported: none written

@@ -30,7 +30,7 @@ AWS stand-in (moto) require otherwise; every override is listed in
   ``minCapacity``; the load generator publishes its consumed capacity and
   throttled requests to ``AWS/DynamoDB`` as DynamoDB would. Its metrics keep
   DynamoDB's one-minute period (the operator reads them as DynamoDB publishes
-  them), so the table follows the story about two wall minutes late.
+  them), so the table follows the story a minute or more late.
 """
 
 from __future__ import annotations
@@ -390,7 +390,7 @@ def demo_stack(docs: Sequence[Mapping[str, Any]], *, minute_seconds: float) -> D
             f"{names}: the DynamoDB table is created in moto at minCapacity; the load generator "
             "publishes its consumed capacity and throttled requests to AWS/DynamoDB (reads in "
             "proportion to the requests, a write per 10 reads); its metrics keep DynamoDB's "
-            "60 s period, so the table follows the story about two wall minutes late"
+            "60 s period, so the table follows the story a minute or more late"
         )
 
     namespace_doc = next(

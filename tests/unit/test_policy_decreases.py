@@ -199,6 +199,42 @@ def test_throttling_with_consumed_unknown_adds_the_refused_units() -> None:
     assert d.desired == 101  # 0.5 units/s refused: at least one unit more
 
 
+def test_one_throttle_datapoint_read_at_every_tick_raises_the_capacity_once() -> None:
+    """DynamoDB publishes throttles once a minute; a tick every 5 s reads the same
+    datapoint again. Only a sample whose whole period came after the last scale-out adds
+    the refused units to the current capacity again; an older one gets the level rule."""
+    spec = table(
+        max_capacity=40_000, scale_out={"cooldownSeconds": 0, "stabilizationWindowSeconds": 0}
+    )
+    sample_end = T - 90  # the minute [T - 150, T - 90): 13,370 events refused, 400/s served
+    sample = {
+        "consumed": MetricObservation(400.0, at(sample_end)),
+        "throttles": MetricObservation(13_370.0, at(sample_end)),
+    }
+    capacity, history = 1886, History()
+    steps = []
+    for i in range(12):
+        d = decide(spec, Observations(capacity, sample), history, at(T + 5 * i))
+        steps.append(d.desired)
+        capacity, history = d.desired, d.history
+    assert steps[0] == 1886 + 223  # the refused 222.8 units/s on top of what there was
+    assert set(steps[1:]) == {steps[0]}  # the same datapoint does not step again
+    assert any("a sample from before the last scale-out" in r for r in d.reasons)
+    # a minute wholly after the scale-out that still throttles is new evidence
+    newer = {
+        "consumed": MetricObservation(400.0, at(T + 120)),
+        "throttles": MetricObservation(600.0, at(T + 120)),
+    }
+    d = decide(spec, Observations(capacity, newer), history, at(T + 130))
+    assert d.desired == capacity + 10
+
+
+def test_throttled_need_from_a_sample_older_than_the_last_scale_out() -> None:
+    assert throttled_need(100, 600.0, 60.0, [], fresh=False) == 100
+    assert throttled_need(100, 600.0, 60.0, [(70.0, 0.7)], fresh=False) == 115
+    assert throttled_need(200, 600.0, 60.0, [(70.0, 0.7)], fresh=False) == 200
+
+
 def test_throttled_need() -> None:
     assert throttled_need(10, 0.5, 60.0, []) == 11
     assert throttled_need(10, 600.0, 60.0, []) == 20

@@ -222,7 +222,10 @@ THROTTLE_PERIOD_SECONDS = 60
 
 
 def _throttling(
-    spec: ScalingSpec, results: tuple[MetricResult, ...], current: int
+    spec: ScalingSpec,
+    results: tuple[MetricResult, ...],
+    current: int,
+    last_scale_out: float | None,
 ) -> tuple[int, str] | None:
     """Rule 3's throttle signal: (the need, the reason) while a throttle metric is above 0.
 
@@ -233,6 +236,7 @@ def _throttling(
     throttled = 0.0
     period = float(THROTTLE_PERIOD_SECONDS)
     names: list[str] = []
+    ends: list[float] = []
     for r, m in zip(results, spec.metrics, strict=True):
         if not m.throttle or r.state is not MetricState.KNOWN or not r.value or r.value <= 0:
             continue
@@ -240,6 +244,11 @@ def _throttling(
         names.append(m.name)
         if isinstance(m.source, CloudWatchSource):
             period = float(m.source.period_seconds)
+        if r.time is not None:
+            ends.append(r.time.timestamp())
+    # a sample's time is the end of its period: fresh when the whole period came after
+    # the last scale-out (the refusals happened at the current capacity)
+    fresh = last_scale_out is None or not ends or min(ends) - period >= last_scale_out
     if throttled <= 0:
         return None
     totals = [
@@ -251,11 +260,13 @@ def _throttling(
         and m.target is not None
         and m.target.type is TargetType.AVERAGE_VALUE
     ]
-    need = throttled_need(current, throttled, period, totals)
+    need = throttled_need(current, throttled, period, totals, fresh=fresh)
     served = " + ".join(_fmt(v) for v, _ in totals) or "nothing known"
+    seen = "" if fresh else " (a sample from before the last scale-out: served plus refused only)"
     return need, (
         f"throttled: {', '.join(names)} {_fmt(throttled)} in {period:.0f}s "
-        f"({_fmt(throttled / period)}/s refused, {served}/s served) -> at least {need}, at once"
+        f"({_fmt(throttled / period)}/s refused, {served}/s served) -> at least {need}, "
+        f"at once{seen}"
     )
 
 
@@ -315,7 +326,7 @@ def decide(
         reasons.append(_in_flight(spec, results, current, starting, leaving))
     known = [r for r in results if r.state is MetricState.KNOWN]
     unknown = [r for r in results if r.state is not MetricState.KNOWN]
-    throttling = _throttling(spec, results, current)
+    throttling = _throttling(spec, results, current, history.last_scale_out)
 
     # 3. combination, unknown floor, failure counting and fallback
     limited: Limit | None = None

@@ -174,7 +174,12 @@ def spend_decrease(
 
 
 def throttled_need(
-    current: int, throttled: float, period_seconds: float, totals: list[tuple[float, float]]
+    current: int,
+    throttled: float,
+    period_seconds: float,
+    totals: list[tuple[float, float]],
+    *,
+    fresh: bool = True,
 ) -> int:
     """The capacity a throttled table needs at least.
 
@@ -182,12 +187,18 @@ def throttled_need(
     capacity unit (a 4 KB strongly consistent read, a 1 KB write), so at least
     ``throttled / period_seconds`` units per second more than were served. Each total
     (``value`` per second served, ``target`` per unit: a table's consumed capacity at
-    its target utilization) needs ``ceil((value + throttled / period) / target)``; and at
-    the very least the current capacity plus the refused units (one unit more when they
-    round to nothing). Always above ``current``: throttling never lowers capacity.
+    its target utilization) needs ``ceil((value + throttled / period) / target)``.
+
+    ``fresh``: the sample's whole period came after the last scale-out, so the refusals
+    happened at the current capacity; then at the very least the current capacity plus
+    the refused units (one unit more when they round to nothing). A sample from before
+    the last scale-out (DynamoDB publishes throttles once a minute, and a tick every few
+    seconds reads the same datapoint again) says nothing about the capacity since: only
+    the level rule applies, so one datapoint raises the capacity once, not at every
+    tick. Never below ``current``: throttling never lowers capacity.
     """
     refused = throttled / period_seconds if period_seconds > 0 else throttled
-    need = current + max(1, ceil(refused))
+    need = current + max(1, ceil(refused)) if fresh else current
     for value, target in totals:
         if target > 0:
             need = max(need, ceil((value + refused) / target))

@@ -73,10 +73,11 @@ def test_an_index_writes_metrics_carry_its_dimension() -> None:
     assert consumed.target is not None and consumed.target.value == pytest.approx(0.5)
 
 
-def test_kind_defaults_no_rate_limits_and_a_15_minute_scale_in_window() -> None:
+def test_kind_defaults_no_rate_limits_and_windows_of_1_and_15_minutes() -> None:
     r = _parse()
     b = r.scaling.behavior
     assert b.scale_out.max_step is None and b.scale_in.max_step is None
+    assert b.scale_out.stabilization_window_seconds == 60
     assert b.scale_in.stabilization_window_seconds == 900
     assert warmup(r).seconds == 0
     # a user's maxStep still applies

@@ -546,10 +546,13 @@ def _behavior(*, table_capacity: bool = False) -> JSON:
         return obj(
             "Cooldowns, stabilization and rate limits per direction. TableCapacity defaults: "
             "no maxStep in either direction (increases are unlimited; each decrease spends "
-            "one of the table's daily decreases, so a scale-in goes in one step) and a "
-            f"{table.TABLE_SCALE_IN_WINDOW_SECONDS} s scale-in window.",
+            "one of the table's daily decreases, so a scale-in goes in one step), a "
+            f"{table.TABLE_SCALE_OUT_WINDOW_SECONDS} s scale-out window (throttling skips "
+            f"it) and a {table.TABLE_SCALE_IN_WINDOW_SECONDS} s scale-in window.",
             {
-                "scaleOut": _direction("grows (scale-out)", 60, 0, None),
+                "scaleOut": _direction(
+                    "grows (scale-out)", 60, table.TABLE_SCALE_OUT_WINDOW_SECONDS, None
+                ),
                 "scaleIn": _direction(
                     "shrinks (scale-in)", 120, table.TABLE_SCALE_IN_WINDOW_SECONDS, None
                 ),

@@ -307,6 +307,45 @@ class QueryResult:
     """Most results with this id in one page: >1 means the expression returned several series."""
 
 
+async def get_metric_data(
+    caller: AwsCaller,
+    params: Mapping[str, Any],
+    *,
+    region: str,
+    role: RoleRef | None,
+    resource: str,
+    gate: asyncio.Semaphore | None = None,
+) -> dict[str, QueryResult]:
+    """One GetMetricData request, every page of it (at most ``MAX_PAGES``), collected.
+
+    ``gate``: held around each page's call (a bound on the calls in flight)."""
+    params = dict(params)
+    pages: list[dict[str, Any]] = []
+    for _ in range(MAX_PAGES):
+        if gate is None:
+            page = await caller.call(
+                "cloudwatch", "GetMetricData", region=region, role=role, resource=resource, **params
+            )
+        else:
+            async with gate:
+                page = await caller.call(
+                    "cloudwatch",
+                    "GetMetricData",
+                    region=region,
+                    role=role,
+                    resource=resource,
+                    **params,
+                )
+        pages.append(page)
+        token = page.get("NextToken")
+        if not token:
+            return collect(pages)
+        params["NextToken"] = token
+    raise MetricUnavailable(
+        f"cloudwatch GetMetricData in {region}: still paginating after {MAX_PAGES} pages"
+    )
+
+
 def collect(pages: Iterable[Mapping[str, Any]]) -> dict[str, QueryResult]:
     """Merge the MetricDataResults of all pages of one call, by id."""
     merged: dict[str, QueryResult] = {}
@@ -588,21 +627,6 @@ class CloudWatchMetricSource:
             "EndTime": call.end,
             "ScanBy": "TimestampDescending",
         }
-        pages: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES):
-            page = await self._caller.call(
-                "cloudwatch",
-                "GetMetricData",
-                region=call.region,
-                role=call.role,
-                resource="CloudWatch metrics",
-                **params,
-            )
-            pages.append(page)
-            token = page.get("NextToken")
-            if not token:
-                return collect(pages)
-            params["NextToken"] = token
-        raise MetricUnavailable(
-            f"cloudwatch GetMetricData in {call.region}: still paginating after {MAX_PAGES} pages"
+        return await get_metric_data(
+            self._caller, params, region=call.region, role=call.role, resource="CloudWatch metrics"
         )

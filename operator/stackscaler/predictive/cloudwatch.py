@@ -41,11 +41,10 @@ from stackscaler.aws.clients import AwsCaller, RoleRef
 from stackscaler.batching import Coalescer
 from stackscaler.errors import AccessDenied, MetricUnavailable, PermanentError, StackscalerError
 from stackscaler.metrics.cloudwatch import (
-    MAX_PAGES,
     MAX_QUERIES_PER_CALL,
     QueryResult,
     build_request,
-    collect,
+    get_metric_data,
     prefixed,
 )
 from stackscaler.predictive.history import STEP, bin_of
@@ -310,24 +309,13 @@ class CloudWatchHistory:
             "EndTime": datetime.fromtimestamp(end, UTC),
             "ScanBy": "TimestampAscending",
         }
-        pages: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES):
-            async with self._in_flight:
-                page = await self._caller.call(
-                    "cloudwatch",
-                    "GetMetricData",
-                    region=region,
-                    role=role,
-                    resource="CloudWatch metric history",
-                    **params,
-                )
-            pages.append(page)
-            token = page.get("NextToken")
-            if not token:
-                return collect(pages)
-            params["NextToken"] = token
-        raise MetricUnavailable(
-            f"cloudwatch GetMetricData in {region}: still paginating after {MAX_PAGES} pages"
+        return await get_metric_data(
+            self._caller,
+            params,
+            region=region,
+            role=role,
+            resource="CloudWatch metric history",
+            gate=self._in_flight,
         )
 
 

@@ -53,9 +53,43 @@ def operation_of(request: web.Request, body: bytes) -> str:
     return action or "?"
 
 
-class FaultProxy:
+class LoopbackProxy:
+    """An HTTP server on a free loopback port in front of ``upstream``, with a client
+    session to it; subclasses answer requests in ``_handle``."""
+
+    MAX_BODY = 64 * 1024 * 1024
+
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.endpoint = ""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def start(self) -> str:
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application(client_max_size=self.MAX_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        return self.endpoint
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+
+class FaultProxy(LoopbackProxy):
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
         self.faults: list[Fault] = []
         self.frozen_until = 0.0
         """time.monotonic() until which every request hangs (an endpoint that stopped answering)."""
@@ -65,9 +99,6 @@ class FaultProxy:
         self.times: list[tuple[float, str]] = []
         self.upstream_seconds: list[tuple[float, str, float]] = []
         """(time.time() sent, operation, seconds upstream took to answer), per forwarded request."""
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.endpoint = ""
 
     def fail(
         self,
@@ -129,24 +160,6 @@ class FaultProxy:
             self.upstream_seconds.append((sent, op, time.monotonic() - started))
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             return web.Response(body=payload, status=upstream.status, headers=out_headers)
-
-    async def start(self) -> str:
-        self._session = aiohttp.ClientSession(auto_decompress=False)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.endpoint = f"http://127.0.0.1:{port}"
-        return self.endpoint
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
 
 
 class ThreadedFaultProxy:

@@ -32,10 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from tests.integration.aws_faults import HOP_BY_HOP, operation_of
+from tests.integration.aws_faults import HOP_BY_HOP, LoopbackProxy, operation_of
 
 DAY, HOUR = 86_400, 3_600
 Key = tuple[str, str | None]
@@ -61,7 +60,7 @@ class Budget:
         return now - last >= HOUR
 
 
-class DynamoDbRules:
+class DynamoDbRules(LoopbackProxy):
     def __init__(
         self,
         upstream: str,
@@ -69,7 +68,7 @@ class DynamoDbRules:
         updating_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.upstream = upstream
+        super().__init__(upstream)
         self.updating_seconds = updating_seconds
         self.clock = clock
         self.budgets: dict[Key, Budget] = {}
@@ -79,9 +78,6 @@ class DynamoDbRules:
         """Error codes answered, by code."""
         self.updates: list[dict[str, Any]] = []
         """The UpdateTable bodies forwarded to moto."""
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.endpoint = ""
 
     def budget(self, table: str, index: str | None = None) -> Budget:
         return self.budgets.setdefault((table, index), Budget())
@@ -212,21 +208,3 @@ class DynamoDbRules:
             return await self._describe_answer(request, body, headers)
         status, out, payload = await self._upstream(request, body, headers)
         return web.Response(body=payload, status=status, headers=out)
-
-    async def start(self) -> str:
-        self._session = aiohttp.ClientSession(auto_decompress=False)
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.endpoint = f"http://127.0.0.1:{port}"
-        return self.endpoint
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 import urllib.request
@@ -31,6 +30,7 @@ from typing import Any
 
 import boto3
 
+from bench.moto_launcher import indexed_moto
 from stackscaler.actuators.base import Capacity
 from stackscaler.aws import AwsCaller, AwsSettings
 from stackscaler.demo.processes import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, start_moto
@@ -82,21 +82,6 @@ def tier(i: int, *, per_unit: bool) -> Resource:
             },
         }
     )
-
-
-def indexed_moto(workdir: Path) -> str:
-    """An executable that runs moto_server with bench.moto_indexed's patch."""
-    path = workdir / "moto_server_indexed"
-    root = Path(__file__).resolve().parent.parent
-    path.write_text(
-        f"#!{sys.executable}\n"
-        "import sys\n"
-        f"sys.path.insert(0, {str(root)!r})\n"
-        "from bench.moto_indexed import main\n"
-        "main()\n"
-    )
-    path.chmod(0o755)
-    return str(path)
 
 
 def put_last_hour(endpoint: str, n: int, *, per_unit: bool, now: datetime) -> None:

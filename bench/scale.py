@@ -81,6 +81,7 @@ import boto3
 from botocore.config import Config
 from kubernetes import client, config
 
+from bench.moto_launcher import indexed_moto
 from bench.scale_probes import (
     GROUP,
     VERSION,
@@ -663,17 +664,7 @@ class Bench:
 
     def indexed_moto(self) -> str:
         """An executable that runs moto_server with bench.moto_indexed's patch."""
-        path = self.workdir / "moto_server_indexed"
-        root = Path(__file__).resolve().parent.parent
-        path.write_text(
-            f"#!{sys.executable}\n"
-            "import sys\n"
-            f"sys.path.insert(0, {str(root)!r})\n"
-            "from bench.moto_indexed import main\n"
-            "main()\n"
-        )
-        path.chmod(0o755)
-        return str(path)
+        return indexed_moto(self.workdir)
 
     def _check_alive(self) -> None:
         children = {"operator": self.operator.child} if self.operator else {}

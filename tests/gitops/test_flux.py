@@ -183,7 +183,7 @@ def test_helm_accepts_and_renders_the_helmrelease_values(helm: Helm) -> None:
         account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
         == (values["aws"]["irsaRoleArn"])
     )
-    assert len([d for d in docs if d["kind"] == "CustomResourceDefinition"]) == 4
+    assert len([d for d in docs if d["kind"] == "CustomResourceDefinition"]) == 5
 
 
 @pytest.mark.controlplane

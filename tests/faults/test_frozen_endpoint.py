@@ -129,9 +129,14 @@ def test_a_role_arn_tier_never_freezes_the_operator(
         assert aws.desired(without) == 4
 
     eventually(both_scaled, what="the roleArn tier and the plain tier both scaled out")
-    for name in ("with-role", "without"):
-        ready = condition(kube.status("WebTier", namespace, name), "Ready")
-        assert ready["status"] == "True", (name, ready)
+
+    def both_ready() -> None:
+        # AWS changes before the status that records the action is written
+        for name in ("with-role", "without"):
+            ready = condition(kube.status("WebTier", namespace, name), "Ready")
+            assert ready["status"] == "True", (name, ready)
+
+    eventually(both_ready, what="both tiers Ready after their scale-out was recorded")
     assert probe(op, "/healthz") == 200
     assert op.stop() == 0  # SIGTERM stops it, cleanly, within the fixture's 20 s
     assert not op.problems()

@@ -50,6 +50,7 @@ from tests.integration.conftest import REGION, Kubectl
 from tests.integration.netutil import free_port
 from tests.packaging import helm_tool
 from tests.packaging.helm_tool import DEFAULT_CACHE, HelmUnavailable, ensure_helm
+from tests.packaging.logcheck import denied_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "stackscaler"
@@ -1072,12 +1073,8 @@ def test_rendered_chart_applies_server_side_and_its_rbac_is_enough_to_scale_out(
 
     text = log.read_text(errors="replace")
     assert text.strip(), "no operator logs"
-    denied_lines = [
-        ln
-        for ln in text.splitlines()
-        if "403" in ln or "forbidden" in ln.lower() or "AccessDenied" in ln
-    ]
-    assert not denied_lines, "\n".join(denied_lines[:5])
+    refusals = denied_lines(text)
+    assert not refusals, "\n".join(refusals[:5])
 
 
 def pod_env(c: dict[str, Any], pod: str, namespace: str) -> dict[str, str]:
@@ -1375,8 +1372,8 @@ def test_helm_install_of_3_replicas_scales_on_through_the_loss_of_the_active_one
         relay.stop()
     for _, log in replicas.values():
         text = log.read_text(errors="replace")
-        denied_lines = [ln for ln in text.splitlines() if "403" in ln or "forbidden" in ln.lower()]
-        assert not denied_lines, "\n".join(denied_lines[:5])
+        refusals = denied_lines(text)
+        assert not refusals, "\n".join(refusals[:5])
     gone = client.RbacAuthorizationV1Api(api_client).list_namespaced_role(
         release_ns, label_selector=f"app.kubernetes.io/instance={release}"
     )

@@ -65,6 +65,7 @@ from tests.integration.aws_faults import FaultProxy, ThreadedFaultProxy, operati
 from tests.integration.conftest import REGION, Kubectl
 from tests.integration.netutil import free_port
 from tests.packaging import test_chart
+from tests.packaging.logcheck import denied_lines
 from tests.packaging.test_chart import (
     CHART,
     ROOT,
@@ -842,8 +843,7 @@ def test_helm_upgrade_from_an_earlier_chart_keeps_resources_status_and_cooldowns
         for op in operators:
             print(f"--- {op.name} operator ({op.log}), last lines ---\n{_tail(op.log, 3000)}")
     for op in operators:
-        text = op.log.read_text(errors="replace")
-        denied = [ln for ln in text.splitlines() if "403" in ln or "forbidden" in ln.lower()]
+        denied = denied_lines(op.log.read_text(errors="replace"))
         assert not denied, "\n".join(denied[:5])
 
     # --- 4. helm uninstall keeps the CRDs and with them the resources ------------------

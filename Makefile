@@ -34,8 +34,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict -p stackscaler
 
+# Two pytest processes (pytest-xdist): each runs whole files and starts its own control
+# plane, moto and Prometheus. Most of the slow tests wait on real operators' ticks, so two
+# overlap well on two cores (docs/development.md). TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 unit: $(STAMP)
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Build kube-apiserver and etcd from the upstream Go modules pinned in
 # tests/controlplane/go.mod into .cache/controlplane/<versions>/ (no-op when built).

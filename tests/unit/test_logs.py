@@ -126,6 +126,11 @@ def test_a_lone_surrogate_does_not_lose_the_record() -> None:
     for fmt in ("json", "text"):
         raw = io.BytesIO()
         stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
-        configure_logging(fmt, "info", stream=stream)  # type: ignore[arg-type]
-        logging.getLogger("stackscaler.test").info("bad \udcff byte")
+        handler = configure_logging(fmt, "info", stream=stream)  # type: ignore[arg-type]
+        # Handed to the installed handler itself: through the root logger pytest's own
+        # capture would hold the record too, and pytest-xdist cannot send a lone surrogate.
+        record = logging.LogRecord(
+            "stackscaler.test", logging.INFO, __file__, 1, "bad \udcff byte", None, None
+        )
+        handler.handle(record)
         assert b"bad \\udcff byte" in raw.getvalue(), fmt

@@ -118,6 +118,7 @@ from stackscaler.demo.processes import (
     tail,
 )
 from stackscaler.devtools import controlplane as cp
+from stackscaler.leases import RETRY_PERIOD_SHARE
 
 REGION = "us-east-1"
 STACKSCALER = Path(sys.executable).parent / "stackscaler"
@@ -539,6 +540,13 @@ class Replicas:
         self.started[name] = time.time()
         return op
 
+    def wait_ready(self, name: str) -> Operator:
+        """Wait for ``name``'s /readyz, and note when it came."""
+        op = self.live[name]
+        op.wait_ready()
+        self.ready[name] = time.time()
+        return op
+
     @property
     def first(self) -> Operator:
         return next(iter(self.live.values()))
@@ -692,9 +700,8 @@ class Bench:
         self.replicas = Replicas(start, opts)
         for _ in range(opts.replicas):
             self.replicas.add(self.namespace)
-        for name, op in self.replicas.live.items():
-            op.wait_ready()
-            self.replicas.ready[name] = time.time()
+        for name in list(self.replicas.live):
+            op = self.replicas.wait_ready(name)
             say(f"{name} pid {op.child.pid}, /metrics {op.url}")
 
     def _webtiers(self, pool: ThreadPoolExecutor) -> None:
@@ -848,9 +855,7 @@ class Bench:
             self.replicas.kill(name)
             say(f"  wave {wave}: SIGKILL {name}")
         if wave == self.opts.rejoin_wave:
-            op = self.replicas.add(self.namespace)
-            op.wait_ready()
-            self.replicas.ready[op.child.name] = time.time()
+            op = self.replicas.wait_ready(self.replicas.add(self.namespace).child.name)
             say(f"  wave {wave}: started {op.child.name} (pid {op.child.pid})")
 
     def wave_result(self, wave: Wave, before: Snapshot, after: Snapshot) -> dict[str, Any]:
@@ -865,7 +870,8 @@ class Bench:
         cores["moto-cw"] = cores["moto-cw-a"] + cores["moto-cw-b"]  # one serving at a time
         names = [k for k in after.procs if k in self.replicas.live]
         samples_ = [after.procs[k] for k in names]
-        if names != ["operator"]:  # several replicas: their sum, and each one's
+        several = names != ["operator"]
+        if several:  # their sum, and each one's
             cores["operator"] = sum(cores[k] for k in names if not math.isnan(cores[k]))
         op = max((p for p in samples_ if p), key=lambda p: p.rss_mb, default=None)
         moto_calls: Counter[str] = Counter()
@@ -902,7 +908,7 @@ class Bench:
             "cores": {k: round(v, 3) for k, v in cores.items()},
             "operator_rss_mb": round(op.rss_mb, 1) if op else math.nan,
             "operator_hwm_mb": round(max(p.hwm_mb for p in samples_ if p), 1) if op else math.nan,
-            "replicas": {k: round(cores[k], 3) for k in names if k != "operator" or len(names) > 1},
+            "replicas": {k: round(cores[k], 3) for k in names} if several else {},
             "moto_bound": [k for k in ("moto", "moto-cw") if cores[k] >= MOTO_BOUND],
             "moto_answer_seconds": self.answer_times(before.t, after.t),
         }
@@ -1026,7 +1032,8 @@ def goals(
 ) -> list[Goal]:
     # a killed replica's tiers wait for its leases to lapse (bench/ownership.py)
     budget = opts.poll + GOAL_AGE_SLACK + (handover_bound(opts) if opts.kill_wave else 0.0)
-    per = opts.tiers / 2000  # the call goals are per 2,000 tiers: a batch holds as many
+    # the call goals are per 2,000 tiers (or fewer): batches fill the same way
+    per = max(1, math.ceil(opts.tiers / 2000))
     goal_gmd, goal_dasg = GOAL_GET_METRIC_DATA * per, GOAL_DESCRIBE_GROUPS * per
     p99 = max(w["decision_age"]["p99"] for w in waves)
     worst = max(w["decision_age"]["max"] for w in waves)
@@ -1056,13 +1063,14 @@ def goals(
             worst <= budget,
         ),
         Goal(
-            f"GetMetricData <= {goal_gmd:g} per wave ({GOAL_GET_METRIC_DATA} per 2,000 tiers)",
+            f"GetMetricData <= {goal_gmd:g} per wave ({GOAL_GET_METRIC_DATA} per 2,000 tiers"
+            " or fewer)",
             f"worst wave {gmd}",
             gmd <= goal_gmd,
         ),
         Goal(
             f"DescribeAutoScalingGroups <= {goal_dasg:g} per wave"
-            f" ({GOAL_DESCRIBE_GROUPS} per 2,000 tiers)",
+            f" ({GOAL_DESCRIBE_GROUPS} per 2,000 tiers or fewer)",
             f"worst wave {dasg}",
             dasg <= goal_dasg,
         ),
@@ -1089,85 +1097,99 @@ def goals(
 def handover_bound(opts: Options) -> float:
     """How long after a replica dies its shards may stay untaken: a taker waits one lease
     duration from when it first saw the dead replica's last renewal, and lists the leases
-    every renew period (2/15 of the duration): at most one renew period late, twice."""
-    return opts.lease_duration * (1 + 2 * 2 / 15)
+    every retry period (the product's share of the duration): at most one late, twice."""
+    return opts.lease_duration * (1 + 2 * RETRY_PERIOD_SHARE)
 
 
 def replica_goals(bench: Bench, waves: Sequence[dict[str, Any]]) -> list[Goal]:
     """One owner at a time for every tier; a killed replica's shards and tiers taken over,
     a new replica's shards handed to it, within their bounds (bench/ownership.py)."""
-    opts, reps = bench.opts, bench.replicas
+    reps = bench.replicas
     assert reps is not None
-    names = [t.name for t in bench.tiers]
-    own = ownership(bench.owners, names, close=1.0)
     moves = {name: shard_moves(json_records(op.child.log)) for name, op in reps.all().items()}
-    out = [
-        Goal(
-            "every tier acted on by one replica at a time (no replica decides a tier again"
-            " after another one did)",
-            f"{len(own.split)} of {own.tiers} tiers split ({own.handovers} handovers; shortest"
-            f" gap between two owners' decisions {own.shortest_handover or math.nan:.1f} s;"
-            f" {len(own.close)} under 1 s)",
-            not own.split and own.tiers == len(names),
-        )
-    ]
     now = time.time()
     held = {name: sorted(held_at(moves[name], now)) for name in reps.live}
     say(f"shards held at the end, by each live replica's log: {held}")
+    out = [one_owner_goal(bench)]
     for name, killed in reps.killed.items():
-        shards = held_at(moves[name], killed)
-        takes = {s: first_take({k: v for k, v in moves.items() if k != name}, s, killed)
-                 for s in shards}  # fmt: skip
-        late = max((t - killed for _, t in filter(None, takes.values())), default=math.nan)
-        bound = handover_bound(opts)
-        out.append(
-            Goal(
-                f"{name}'s shards taken by another replica within {bound:g} s of its SIGKILL"
-                f" (lease {opts.lease_duration:g} s + 2 renew periods)",
-                f"shards {sorted(shards)}: "
-                + ", ".join(
-                    f"{s} by {v[0]} after {v[1] - killed:.1f} s" if v else f"{s} never"
-                    for s, v in sorted(takes.items())
-                ),
-                bool(shards) and all(takes.values()) and late <= bound,
-            )
-        )
-        tiers = owned_at(bench.owners, name, killed - opts.poll - GOAL_AGE_SLACK, killed)
-        waited, orphans = taken_over(bench.owners, name, tiers, killed)
-        worst = max(waited.values(), default=math.nan)
-        limit = bound + opts.poll + GOAL_AGE_SLACK
-        out.append(
-            Goal(
-                f"each of {name}'s tiers decided by another replica within {limit:g} s of its"
-                " SIGKILL (the shard's take, then the tier's next slot)",
-                f"{len(waited)} of {len(tiers)} tiers, the last after {worst:.1f} s"
-                f" (median {statistics.median(waited.values()) if waited else math.nan:.1f} s)"
-                + (f"; never: {len(orphans)}" if orphans else ""),
-                bool(tiers) and not orphans and worst <= limit,
-            )
-        )
+        out += kill_goals(bench, moves, name, killed)
     for name, ready in reps.ready.items():
-        if reps.started[name] < waves[0]["started"]:
-            continue  # started with the others, not a join
-        # A joining replica counts every member lease it has not seen renewed yet as live
-        # for one lease duration (a killed replica's leftover one too): the same bound.
-        bound = handover_bound(opts)
-        took = [t - ready for t, what, _ in moves[name] if what == "took" and t >= ready]
-        first = joined(bench.owners, name, ready)
-        last = max(first.values(), default=math.nan)
-        out.append(
-            Goal(
-                f"{name}, started in the measured waves, takes a shard within {bound:g} s of"
-                f" its /readyz and decides its tiers within one poll + {GOAL_AGE_SLACK:g} s more",
-                f"first shard after {min(took, default=math.nan):.1f} s; {len(first)} tiers"
-                f" decided, the last {last:.1f} s after /readyz",
-                bool(took)
-                and min(took) <= bound
-                and bool(first)
-                and last <= bound + opts.poll + GOAL_AGE_SLACK,
-            )
-        )
+        if reps.started[name] >= waves[0]["started"]:  # a join, not one of the first
+            out.append(join_goal(bench, moves[name], name, ready))
     return out
+
+
+def one_owner_goal(bench: Bench) -> Goal:
+    names = [t.name for t in bench.tiers]
+    own = ownership(bench.owners, names, close=1.0)
+    return Goal(
+        "every tier acted on by one replica at a time (no replica decides a tier again"
+        " after another one did)",
+        f"{len(own.split)} of {own.tiers} tiers split ({own.handovers} handovers; shortest"
+        f" gap between two owners' decisions {own.shortest_handover or math.nan:.1f} s;"
+        f" {len(own.close)} under 1 s)",
+        not own.split and own.tiers == len(names),
+    )
+
+
+def kill_goals(
+    bench: Bench, moves: Mapping[str, list[tuple[float, str, int]]], name: str, killed: float
+) -> list[Goal]:
+    """The shards ``name`` held when it was killed, and the tiers it decided, taken over."""
+    opts = bench.opts
+    bound = handover_bound(opts)
+    shards = held_at(moves[name], killed)
+    others = {k: v for k, v in moves.items() if k != name}
+    takes = {s: first_take(others, s, killed) for s in shards}
+    late = max((t - killed for _, t in filter(None, takes.values())), default=math.nan)
+    tiers = owned_at(bench.owners, name, killed - opts.poll - GOAL_AGE_SLACK, killed)
+    waited, orphans = taken_over(bench.owners, name, tiers, killed)
+    worst = max(waited.values(), default=math.nan)
+    limit = bound + opts.poll + GOAL_AGE_SLACK
+    return [
+        Goal(
+            f"{name}'s shards taken by another replica within {bound:g} s of its SIGKILL"
+            f" (lease {opts.lease_duration:g} s + 2 renew periods)",
+            f"shards {sorted(shards)}: "
+            + ", ".join(
+                f"{s} by {v[0]} after {v[1] - killed:.1f} s" if v else f"{s} never"
+                for s, v in sorted(takes.items())
+            ),
+            bool(shards) and all(takes.values()) and late <= bound,
+        ),
+        Goal(
+            f"each of {name}'s tiers decided by another replica within {limit:g} s of its"
+            " SIGKILL (the shard's take, then the tier's next slot)",
+            f"{len(waited)} of {len(tiers)} tiers, the last after {worst:.1f} s"
+            f" (median {statistics.median(waited.values()) if waited else math.nan:.1f} s)"
+            + (f"; never: {len(orphans)}" if orphans else ""),
+            bool(tiers) and not orphans and worst <= limit,
+        ),
+    ]
+
+
+def join_goal(
+    bench: Bench, moves: Sequence[tuple[float, str, int]], name: str, ready: float
+) -> Goal:
+    """``name`` started in the measured waves: its first shard and its tiers' decisions.
+
+    A joining replica counts every member lease it has not seen renewed yet as live for
+    one lease duration (a killed replica's leftover one too): the kill's bound holds."""
+    opts = bench.opts
+    bound = handover_bound(opts)
+    took = [t - ready for t, what, _ in moves if what == "took" and t >= ready]
+    first = joined(bench.owners, name, ready)
+    last = max(first.values(), default=math.nan)
+    return Goal(
+        f"{name}, started in the measured waves, takes a shard within {bound:g} s of"
+        f" its /readyz and decides its tiers within one poll + {GOAL_AGE_SLACK:g} s more",
+        f"first shard after {min(took, default=math.nan):.1f} s; {len(first)} tiers"
+        f" decided, the last {last:.1f} s after /readyz",
+        bool(took)
+        and min(took) <= bound
+        and bool(first)
+        and last <= bound + opts.poll + GOAL_AGE_SLACK,
+    )
 
 
 def json_records(path: Path) -> Iterator[dict[str, Any]]:

@@ -81,6 +81,12 @@ def default_identity() -> str:
     return f"{base}-{uuid.uuid4().hex[:6]}"
 
 
+RENEW_DEADLINE_SHARE = 2 / 3
+"""``--lease-duration`` times this: how long a holder keeps acting after its last renewal."""
+RETRY_PERIOD_SHARE = 2 / 15
+"""``--lease-duration`` times this: how often a replica renews and looks (client-go's ratios)."""
+
+
 @dataclass(frozen=True)
 class LeaseSettings:
     namespace: str

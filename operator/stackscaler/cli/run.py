@@ -96,7 +96,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _lease_settings(args: argparse.Namespace) -> LeaseSettings | None:
-    from stackscaler.leases import LeaseSettings, default_identity, default_namespace  # noqa: PLC0415
+    from stackscaler.leases import (  # noqa: PLC0415
+        RENEW_DEADLINE_SHARE,
+        RETRY_PERIOD_SHARE,
+        LeaseSettings,
+        default_identity,
+        default_namespace,
+    )
 
     if args.shards is None:
         return None
@@ -108,8 +114,8 @@ def _lease_settings(args: argparse.Namespace) -> LeaseSettings | None:
             group=args.lease_group,
             shards=args.shards,
             lease_duration=duration,
-            renew_deadline=duration * 2 / 3,
-            retry_period=duration * 2 / 15,
+            renew_deadline=duration * RENEW_DEADLINE_SHARE,
+            retry_period=duration * RETRY_PERIOD_SHARE,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

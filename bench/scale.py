@@ -118,7 +118,6 @@ from stackscaler.demo.processes import (
     tail,
 )
 from stackscaler.devtools import controlplane as cp
-from stackscaler.leases import RETRY_PERIOD_SHARE
 
 REGION = "us-east-1"
 STACKSCALER = Path(sys.executable).parent / "stackscaler"
@@ -1095,10 +1094,11 @@ def goals(
 
 
 def handover_bound(opts: Options) -> float:
-    """How long after a replica dies its shards may stay untaken: a taker waits one lease
-    duration from when it first saw the dead replica's last renewal, and lists the leases
-    every retry period (the product's share of the duration): at most one late, twice."""
-    return opts.lease_duration * (1 + 2 * RETRY_PERIOD_SHARE)
+    """How long after a replica dies its shards may stay untaken: one lease duration. A
+    taker sees the dead replica's last renewal through its watch and looks again the
+    moment that renewal is one lease duration old; the renewal came before the kill, so
+    only the watch's and one round's latency (tens of ms) can add to it."""
+    return opts.lease_duration
 
 
 def replica_goals(bench: Bench, waves: Sequence[dict[str, Any]]) -> list[Goal]:
@@ -1149,7 +1149,7 @@ def kill_goals(
     return [
         Goal(
             f"{name}'s shards taken by another replica within {bound:g} s of its SIGKILL"
-            f" (lease {opts.lease_duration:g} s + 2 renew periods)",
+            " (one lease duration)",
             f"shards {sorted(shards)}: "
             + ", ".join(
                 f"{s} by {v[0]} after {v[1] - killed:.1f} s" if v else f"{s} never"

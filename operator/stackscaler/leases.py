@@ -24,10 +24,18 @@ Why two replicas never act on one shard:
 * While live members disagree on the number of shards (a rollout changing
   it), nobody takes a shard; holders keep what they hold until they stop.
 
+How fast ownership moves: every replica *watches* the leases of its group, so
+it sees each renewal within a watch event's latency, and it looks again not
+only every ``retry_period`` but also the moment the next lease it watches would
+expire, and at once when a lease changes hands or a member comes or goes. A
+dead holder's shards are therefore taken one ``lease_duration`` after its last
+renewal (plus the watch's and one round's latency), not up to two rounds
+later; a released shard is taken as soon as its release is seen.
+
 On shutdown a replica stops its tasks first, then releases its leases and
-deletes its member lease, so a rolling restart hands over within one
-``retry_period``. Lease calls run on their own thread, never behind status
-writes.
+deletes its member lease, so a rolling restart hands over as soon as the
+others see it. Lease calls run on their own thread, never behind status
+writes; the watch has a thread of its own.
 """
 
 from __future__ import annotations
@@ -35,9 +43,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -48,7 +58,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from stackscaler.sharding import Expiry, assign, shard_of
@@ -60,6 +70,10 @@ SHARDS_ANNOTATION = "stackscaler.dev/shards"
 SERVICEACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 REQUEST_TIMEOUT = (3.0, 5.0)
 """(connect, read) seconds for each lease call: a slow API server never stalls a round."""
+WATCH_SECONDS = 60
+"""Each lease watch ends on the server after this long and is opened again."""
+EXPIRY_MARGIN = 0.01
+"""Seconds past a lease's expiry to look again (expired means strictly past it)."""
 
 
 def default_namespace() -> str:
@@ -154,6 +168,13 @@ class Leases:
         self._announced: frozenset[int] = frozenset()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._wake = asyncio.Event()
+        """Set when a watched lease changes hands or a member comes or goes."""
+        self._halt = threading.Event()
+        """Tells the watch thread to end."""
+        self._watcher: threading.Thread | None = None
+        self._looked = -math.inf
+        """When the last round judged which leases were free (this replica's clock)."""
 
     # --- what the operator asks -------------------------------------------------
 
@@ -174,10 +195,16 @@ class Leases:
     # --- the loop -----------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="stackscaler:leases")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="stackscaler:leases")
+        self._watcher = threading.Thread(
+            target=self._watch, args=(loop,), name="stackscaler-lease-watch", daemon=True
+        )
+        self._watcher.start()
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # what changes from here on wakes the next round
             try:
                 await self.round()
             except asyncio.CancelledError:
@@ -185,13 +212,29 @@ class Leases:
             except Exception:  # one failed round never ends coordination
                 log.warning("lease round failed", exc_info=True)
             self._announce()
-            await asyncio.sleep(self.settings.retry_period)
+            # asyncio.timeout, not wait_for: 3.11's wait_for swallows a cancellation that
+            # comes as the wake does, and a stopping replica would go on renewing its leases
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.next_round_in(self._clock())):
+                    await self._wake.wait()
+
+    def next_round_in(self, now: float) -> float:
+        """Seconds to the next round: one retry period, or sooner when a lease held by
+        another replica would expire before that (to take it the moment it may). Due is
+        counted from when the last round looked, so a lease that expired while that round
+        went on makes the next one start at once."""
+        due = self._expiry.next_expiry(self._looked, ignore=self.settings.identity)
+        wait = self.settings.retry_period
+        if due is not None:
+            wait = min(wait, due - now + EXPIRY_MARGIN)
+        return max(0.0, wait)
 
     async def stop(self) -> None:
         """Stop acting, then hand every lease over at once (idempotent)."""
         if self._stopped:
             return
         self._stopped = True
+        self._halt.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -212,11 +255,16 @@ class Leases:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def round(self) -> None:
-        """Renew, look, release what the plan gives away, take what it gives us."""
+        """Look, release what the plan gives away, take what it gives us and renew what
+        it leaves us, then renew the member lease.
+
+        The member lease is renewed last: a replica that dies mid-round leaves a member
+        lease no younger than its shard leases, so the others, who give shards only to
+        live members, can take its shards as soon as those expire (renewed first, a member
+        lease could outlive them by a round)."""
         s = self.settings
-        await self._renew_member()
-        now = self._clock()
         leases = await self._list()
+        now = self._looked = self._clock()
         for seen in leases.values():
             self._expiry.observe(seen.name, seen.version, seen.holder, seen.duration, now)
         self._expiry.forget_except(leases)
@@ -232,6 +280,7 @@ class Leases:
                 await self._take(shard, lease)  # renew ours, or take a free one
             else:
                 self._held.pop(shard, None)
+        await self._renew_member(leases.get(s.member_lease()))
 
     def _members(self, leases: dict[str, _Lease], now: float) -> tuple[list[str], bool]:
         """Live members, and whether they all run with this replica's shard count."""
@@ -305,17 +354,66 @@ class Leases:
             self.settings.namespace,
             label_selector=f"{GROUP_LABEL}={self.settings.group}",
         )
-        out: dict[str, _Lease] = {}
-        for item in found.items:
-            spec = item.spec
-            out[item.metadata.name] = _Lease(
-                item.metadata.name,
-                str(item.metadata.resource_version),
-                str(spec.holder_identity or ""),
-                float(spec.lease_duration_seconds or self.settings.lease_duration),
-                dict(item.metadata.annotations or {}),
+        return {lease.name: lease for lease in map(self._lease, found.items)}
+
+    def _lease(self, item: Any) -> _Lease:
+        spec = item.spec
+        return _Lease(
+            item.metadata.name,
+            str(item.metadata.resource_version),
+            str(spec.holder_identity or ""),
+            float(spec.lease_duration_seconds or self.settings.lease_duration),
+            dict(item.metadata.annotations or {}),
+        )
+
+    # --- the watch ------------------------------------------------------------------
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The watch thread: each lease event goes to the loop with the time it came."""
+        forbidden = False
+        while not self._halt.is_set():
+            try:
+                stream = watch.Watch().stream(
+                    self._api.list_namespaced_lease,
+                    self.settings.namespace,
+                    label_selector=f"{GROUP_LABEL}={self.settings.group}",
+                    timeout_seconds=WATCH_SECONDS,
+                    _request_timeout=(REQUEST_TIMEOUT[0], WATCH_SECONDS + REQUEST_TIMEOUT[1]),
+                )
+                for event in stream:
+                    if self._halt.is_set():
+                        return
+                    seen = self._lease(event["object"])
+                    loop.call_soon_threadsafe(self.on_watch, event["type"], seen, self._clock())
+            except RuntimeError:  # the loop is closed: the replica is gone
+                return
+            except ApiException as exc:
+                if exc.status == 403 and not forbidden:
+                    forbidden = True
+                    log.warning(
+                        "cannot watch Leases in %s (403 Forbidden): shards move at the next "
+                        "round instead of at once; grant 'watch' on leases.coordination.k8s.io",
+                        self.settings.namespace,
+                    )
+                self._halt.wait(self.settings.retry_period)
+            except Exception:  # the API server away: the rounds go on; watch again soon
+                log.debug("lease watch ended", exc_info=True)
+                self._halt.wait(self.settings.retry_period)
+
+    def on_watch(self, kind: str, lease: _Lease, now: float) -> None:
+        """Note when each version was first seen; wake a round when a lease changed hands
+        (to anyone but this replica) or a member came or went."""
+        before = self._expiry.seen(lease.name)
+        if kind == "DELETED":
+            self._expiry.forget(lease.name)
+            moved = before is not None
+        else:
+            self._expiry.observe(lease.name, lease.version, lease.holder, lease.duration, now)
+            moved = (before is None or before.holder != lease.holder) and (
+                lease.holder != self.settings.identity
             )
-        return out
+        if moved and not self._stopped:
+            self._wake.set()
 
     async def _write(self, name: str, holder: str, version: str | None) -> bool:
         """Create (no version) or replace (at ``version``) a lease; False on a conflict."""
@@ -334,18 +432,11 @@ class Leases:
             raise
         return True
 
-    async def _renew_member(self) -> None:
+    async def _renew_member(self, listed: _Lease | None) -> None:
+        """Renew (or create) this replica's member lease at the version the round listed;
+        only this replica writes it, so a conflict is rare and the next round mends it."""
         name = self.settings.member_lease()
-        try:
-            current = await self._call(
-                self._api.read_namespaced_lease, name, self.settings.namespace
-            )
-            version: str | None = str(current.metadata.resource_version)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            version = None
-        await self._write(name, self.settings.identity, version)
+        await self._write(name, self.settings.identity, None if listed is None else listed.version)
 
     async def _take(self, shard: int, lease: _Lease | None) -> None:
         """Acquire or renew; the hold counts from when the request was sent."""

@@ -543,11 +543,13 @@ class Reconciler:
 
     # --- resources coming and going ---------------------------------------------
 
-    def register(self, body: Mapping[str, Any]) -> None:
-        """A resource was seen: parse it and claim its target before its first tick."""
+    def register(self, body: Mapping[str, Any], *, keep: bool = True) -> None:
+        """A resource was seen: parse it and claim its target before its first tick.
+        ``keep``: keep the parsed spec for its ticks (False for a resource another replica
+        ticks: only the claim is kept)."""
         ref = Ref.of(body)
         try:
-            resource = self._parse(ref, body)
+            resource = self._parse(ref, body, keep=keep)
         except StackscalerError:
             self.claims.release(ref.uid)
             return
@@ -569,22 +571,24 @@ class Reconciler:
         if self.forecasts is not None:
             self.forecasts.forget(uid)
 
-    def _parse(self, ref: Ref, body: Mapping[str, Any]) -> Resource:
-        """Parse and admit once per generation (the spec is immutable within one)."""
+    def _parse(self, ref: Ref, body: Mapping[str, Any], *, keep: bool = True) -> Resource:
+        """Parse and admit once per generation (the spec is immutable within one); with
+        ``keep=False``, parse without keeping the result."""
         meta = body.get("metadata") or {}
         key = (
             meta.get("generation"),
             meta.get("resourceVersion") if meta.get("generation") is None else None,
         )
-        cached = self._parsed.get(ref.uid)
+        cached = self._parsed.get(ref.uid) if keep else self._parsed.pop(ref.uid, None)
         if cached is None or cached[0] != key:
             parsed: Resource | StackscalerError
             try:
                 parsed = self.tenancy.admit(parse_resource(body, source=str(ref)))
             except (InvalidSpec, NotGranted) as exc:
                 parsed = exc
-            self._parsed[ref.uid] = (key, parsed)
-            cached = self._parsed[ref.uid]
+            cached = (key, parsed)
+            if keep:
+                self._parsed[ref.uid] = cached
         if isinstance(cached[1], StackscalerError):
             raise cached[1]
         return cached[1]

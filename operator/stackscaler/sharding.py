@@ -14,7 +14,9 @@ is owned through one Lease (coordination.k8s.io) by exactly one live replica
   election, expiry is judged on the observer's own clock: a lease is expired
   when its resourceVersion has not changed for ``leaseDurationSeconds`` since
   this replica first saw that version, so clock skew between replicas never
-  makes a live holder look dead.
+  makes a live holder look dead. Replicas watch the leases, so "first saw" is
+  within a watch event's latency of the write, and :meth:`Expiry.next_expiry`
+  says when to look again to take a dead holder's lease as it expires.
 """
 
 from __future__ import annotations
@@ -92,6 +94,12 @@ class Expiry:
             old = self._seen[name] = Seen(version, holder, duration, now)
         return old
 
+    def seen(self, name: str) -> Seen | None:
+        return self._seen.get(name)
+
+    def forget(self, name: str) -> None:
+        self._seen.pop(name, None)
+
     def forget_except(self, names: Iterable[str]) -> None:
         keep = set(names)
         for name in [n for n in self._seen if n not in keep]:
@@ -108,3 +116,13 @@ class Expiry:
         """The live holder ('' when free)."""
         seen = self._seen.get(name)
         return "" if seen is None or self.free(name, now) else seen.holder
+
+    def next_expiry(self, now: float, *, ignore: str = "") -> float | None:
+        """When the next held lease expires unless it is renewed first (None: none held
+        but by ``ignore``). A lease seen already expired does not count: it is free now."""
+        due = [
+            s.first_seen + s.duration
+            for s in self._seen.values()
+            if s.holder and s.holder != ignore and s.first_seen + s.duration >= now
+        ]
+        return min(due, default=None)

@@ -30,15 +30,20 @@ class Fleet:
         self.doubles: list[tuple[int, list[str]]] = []
         self.changes: list[tuple[str, frozenset[int]]] = []
 
-    def add(self, identity: str, shards: int) -> Leases:
+    def add(
+        self,
+        identity: str,
+        shards: int,
+        timing: tuple[float, float, float] = (DURATION, RENEW, ROUND),
+    ) -> Leases:
         settings = LeaseSettings(
             namespace=self.namespace,
             identity=identity,
             group="t",
             shards=shards,
-            lease_duration=DURATION,
-            renew_deadline=RENEW,
-            retry_period=ROUND,
+            lease_duration=timing[0],
+            renew_deadline=timing[1],
+            retry_period=timing[2],
         )
         leases = Leases(
             settings, self.api, on_change=lambda held: self.changes.append((identity, held))
@@ -149,3 +154,17 @@ async def test_replicas_with_different_shard_counts_take_nothing_new(fleet: Flee
     assert fleet.owners(0) == ["old"]  # the holder keeps what it holds
     await fleet.replicas["old"].stop()  # once the old one is gone, the new one takes over
     await fleet.until(lambda: new.held() == frozenset({0, 1}), "new owns both shards")
+
+
+async def test_a_released_shard_is_taken_when_the_watch_shows_it_not_at_the_next_round(
+    fleet: Fleet,
+) -> None:
+    # rounds every 20 s: a standby that only looked at its rounds would take the shard
+    # up to 20 s after the holder left; the watch wakes it as soon as the lease is released
+    slow = (60.0, 40.0, 20.0)
+    fleet.add("a", shards=1, timing=slow)
+    await fleet.until(lambda: fleet.owners(0) == ["a"], "a leads")
+    fleet.add("b", shards=1, timing=slow)
+    await asyncio.sleep(2.0)  # b's first round (at its start) is behind it: the next is 18 s on
+    await fleet.replicas["a"].stop()
+    await fleet.until(lambda: fleet.owners(0) == ["b"], "b takes over", timeout=10)

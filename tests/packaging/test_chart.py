@@ -457,8 +457,8 @@ def test_default_render(helm: Helm) -> None:
 # --- RBAC ---------------------------------------------------------------------------
 
 READ = {"get", "list", "watch"}
-LEASE_VERBS = {"get", "list", "create", "update", "delete"}
-"""What stackscaler/leases.py calls: read, list, create, replace, delete (never watch, patch)."""
+LEASE_VERBS = {"get", "list", "watch", "create", "update", "delete"}
+"""What stackscaler/leases.py calls: read, list, watch, create, replace, delete (never patch)."""
 DOWNWARD_ENV = [
     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -609,7 +609,7 @@ def test_leases_role_grants_exactly_the_lease_verbs_in_the_release_namespace(hel
             {
                 "apiGroups": ["coordination.k8s.io"],
                 "resources": ["leases"],
-                "verbs": ["get", "list", "create", "update", "delete"],
+                "verbs": ["get", "list", "watch", "create", "update", "delete"],
             }
         ]
         binding = one(docs, "RoleBinding", "rel-stackscaler-leases")
@@ -1203,7 +1203,11 @@ def test_helm_install_of_3_replicas_scales_on_through_the_loss_of_the_active_one
             f"{fullname}-leases", release_ns
         )
         assert [(r.api_groups, r.resources, r.verbs) for r in role.rules] == [
-            (["coordination.k8s.io"], ["leases"], ["get", "list", "create", "update", "delete"])
+            (
+                ["coordination.k8s.io"],
+                ["leases"],
+                ["get", "list", "watch", "create", "update", "delete"],
+            )
         ]
         live = api_client.sanitize_for_serialization(deploy.spec.template.spec.containers[0])
         assert arg_value(live["args"], "--shards") == ["1"]
@@ -1213,10 +1217,10 @@ def test_helm_install_of_3_replicas_scales_on_through_the_loss_of_the_active_one
             api_client, controlplane, sa, release_ns, tmp_path / "sa.kubeconfig"
         )
         as_operator = Kubectl(kubeconfig)
-        for verb in ("get", "list", "create", "update", "delete"):
+        for verb in ("get", "list", "watch", "create", "update", "delete"):
             can = as_operator("auth", "can-i", verb, "leases.coordination.k8s.io", "-n", release_ns)
             assert can.stdout.strip() == "yes", (verb, can.stdout, can.stderr)
-        for verb in ("watch", "patch"):
+        for verb in ("patch",):
             can = as_operator("auth", "can-i", verb, "leases.coordination.k8s.io", "-n", release_ns)
             assert can.stdout.strip() == "no", (verb, can.stdout, can.stderr)
         can = as_operator("auth", "can-i", "get", "leases.coordination.k8s.io", "-n", apps_ns)

@@ -204,6 +204,29 @@ async def test_two_resources_on_one_target_the_older_keeps_it() -> None:
     assert conflict["status"] == "False"
 
 
+async def test_a_resource_another_replica_ticks_keeps_its_claim_but_not_its_spec() -> None:
+    """register(keep=False): the replica keeps only the claim of a resource it does not
+    tick (no parsed spec), and its own resource on the same target still yields."""
+    actuator = FakeActuator()
+    rec = Recorder()
+    r = Reconciler(
+        FakeSources({"cpu": 100.0}),
+        FakeActuators(actuator),  # type: ignore[arg-type]
+        rec,
+        rec,
+        clock=lambda: T0,
+    )
+    old = _named("old", "u-old", "2026-01-01T00:00:00Z")
+    young = _named("young", "u-young", "2026-06-01T00:00:00Z")
+    r.register(old, keep=False)
+    r.register(young)
+    assert "u-old" not in r._parsed and "u-young" in r._parsed
+    await r.tick(young)
+    assert actuator.applied == []
+    conflict = next(c for c in rec.statuses[-1]["conditions"] if c["type"] == "Conflict")
+    assert conflict["status"] == "True" and "WebTier shop/old" in conflict["message"]
+
+
 @dataclass
 class FrozenActuator(FakeActuator):
     """A target whose API never answers (an endpoint frozen mid-call)."""

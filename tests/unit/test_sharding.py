@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stackscaler.handlers.operator import _kept, parse_selector, selected
+from stackscaler.handlers.operator import Packed, _kept, parse_selector, selected
 from stackscaler.sharding import Expiry, assign, shard_of
 
 members_st = st.sets(st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True), min_size=1, max_size=8)
@@ -106,3 +106,41 @@ def test_the_operator_keeps_no_managed_fields_or_last_applied_copy() -> None:
     assert kept["metadata"]["annotations"] == {"stackscaler.dev/paused": "true"}
     assert kept["spec"] == body["spec"] and kept["spec"] is not body["spec"]  # a deep copy
     assert "managedFields" in body["metadata"]  # the watched body is left alone
+
+
+def test_the_next_expiry_is_the_soonest_lease_held_by_someone_else() -> None:
+    e = Expiry()
+    assert e.next_expiry(0.0) is None
+    e.observe("member-me", "1", "me", 15.0, now=0.0)
+    e.observe("shard-0", "2", "b", 15.0, now=3.0)
+    e.observe("shard-1", "3", "c", 15.0, now=1.0)
+    e.observe("shard-2", "4", "", 15.0, now=0.0)  # free already: nothing to wait for
+    assert e.next_expiry(2.0, ignore="me") == 16.0
+    e.observe("shard-1", "5", "c", 15.0, now=4.0)  # renewed: its expiry moves on
+    assert e.next_expiry(4.0, ignore="me") == 18.0
+    assert e.next_expiry(18.5, ignore="me") == 19.0
+    assert e.next_expiry(19.5, ignore="me") is None  # expired ones are free, not due
+    assert e.next_expiry(2.0) == 15.0  # this replica's own lease, unless ignored
+    e.forget("shard-0")
+    assert e.seen("shard-0") is None
+    assert e.next_expiry(4.0, ignore="me") == 19.0
+
+
+def test_a_resource_kept_for_another_shard_comes_back_as_it_was_seen() -> None:
+    body = {
+        "apiVersion": "stackscaler.dev/v1alpha1",
+        "kind": "WebTier",
+        "metadata": {
+            "uid": "u",
+            "name": "web\u2028<script>",
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+        },
+        "spec": {"minCapacity": 1, "metrics": [{"name": "cpu", "target": 50.5}]},
+        "status": {"history": {"events": [[1, 2]]}, "lastDecision": {"reasons": ["\udcff"]}},
+    }
+    packed = Packed.of(body)
+    back = packed.body()
+    assert back["spec"] == body["spec"] and back["status"]["history"] == {"events": [[1, 2]]}
+    assert back["metadata"] == {"uid": "u", "name": "web\u2028<script>", "annotations": {}}
+    assert len(packed.data) < 400

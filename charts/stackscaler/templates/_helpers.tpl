@@ -108,14 +108,14 @@ their status), scale them through /scale only. */}}
 
 {{/*
 Rules: the replicas' Leases (stackscaler run --shards), in the release namespace
-only: read them (get, list), create the member and shard leases, renew and take
-them (update, with their resourceVersion), delete the member lease on shutdown.
-No watch, no patch.
+only: read them (get, list, and watch, to see a renewal or a release as it
+happens), create the member and shard leases, renew and take them (update, with
+their resourceVersion), delete the member lease on shutdown. No patch.
 */}}
 {{- define "stackscaler.rules.leases" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "create", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 {{- end }}
 
 {{/*

@@ -72,6 +72,8 @@ REQUEST_TIMEOUT = (3.0, 5.0)
 """(connect, read) seconds for each lease call: a slow API server never stalls a round."""
 WATCH_SECONDS = 60
 """Each lease watch ends on the server after this long and is opened again."""
+MEMBER_GONE_DURATIONS = 4
+"""Lease durations without a renewal after which a member lease is deleted."""
 EXPIRY_MARGIN = 0.01
 """Seconds past a lease's expiry to look again (expired means strictly past it)."""
 
@@ -281,6 +283,7 @@ class Leases:
             else:
                 self._held.pop(shard, None)
         await self._renew_member(leases.get(s.member_lease()))
+        await self._sweep(leases, now)
 
     def _members(self, leases: dict[str, _Lease], now: float) -> tuple[list[str], bool]:
         """Live members, and whether they all run with this replica's shard count."""
@@ -298,6 +301,32 @@ class Leases:
                 "replicas run with different --shards: nobody takes a shard until they agree"
             )
         return members, agreed
+
+    async def _sweep(self, leases: dict[str, _Lease], now: float) -> None:
+        """Delete the member leases of replicas gone for MEMBER_GONE_DURATIONS lease
+        durations (SIGKILLed, their node lost): otherwise every crash leaves one behind
+        for good, and every replica that starts waits a lease duration for each. The
+        delete is conditional on the version seen, so a replica that comes back and
+        renews in the meantime keeps its lease (and a deleted one is recreated by its
+        owner's next round)."""
+        prefix = self.settings.member_lease("")
+        for lease in leases.values():
+            if (
+                lease.name.startswith(prefix)
+                and lease.holder != self.settings.identity
+                and self._expiry.gone_for(lease.name, now, MEMBER_GONE_DURATIONS)
+            ):
+                with contextlib.suppress(ApiException):  # 404/409: already gone or renewed
+                    await self._call(
+                        self._api.delete_namespaced_lease,
+                        lease.name,
+                        self.settings.namespace,
+                        body=client.V1DeleteOptions(
+                            preconditions=client.V1Preconditions(resource_version=lease.version)
+                        ),
+                    )
+                    log.info("deleted the member lease of %s, gone for a while", lease.holder)
+                self._expiry.forget(lease.name)
 
     async def _give_away(self, shard: int) -> None:
         """Stop acting on the shard first, then release its lease."""

@@ -112,6 +112,16 @@ class Expiry:
             return True
         return now - seen.first_seen > seen.duration
 
+    def gone_for(self, name: str, now: float, durations: float) -> bool:
+        """Held, and not renewed for ``durations`` lease durations on our clock: its
+        holder is long gone (a member lease a crashed replica left behind)."""
+        seen = self._seen.get(name)
+        return (
+            seen is not None
+            and bool(seen.holder)
+            and (now - seen.first_seen > durations * seen.duration)
+        )
+
     def holder(self, name: str, now: float) -> str:
         """The live holder ('' when free)."""
         seen = self._seen.get(name)

@@ -25,6 +25,7 @@ from kubernetes import client, config
 
 from stackscaler.aws import AwsCaller, AwsSettings
 from stackscaler.devtools import controlplane as cp
+from stackscaler.devtools.controlplane import exit_with_parent
 from tests.integration.netutil import free_port
 from tests.integration.prometheus_fixtures import (  # noqa: F401 - fixtures
     exporter_fixture,
@@ -147,6 +148,8 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # a crashed pytest worker takes its moto with it
+            preexec_fn=exit_with_parent,  # noqa: PLW1509 - only prctl, no locks
         )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

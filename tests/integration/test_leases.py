@@ -168,3 +168,24 @@ async def test_a_released_shard_is_taken_when_the_watch_shows_it_not_at_the_next
     await asyncio.sleep(2.0)  # b's first round (at its start) is behind it: the next is 18 s on
     await fleet.replicas["a"].stop()
     await fleet.until(lambda: fleet.owners(0) == ["b"], "b takes over", timeout=10)
+
+
+async def test_a_member_gone_for_four_lease_durations_is_swept_and_comes_back_if_it_returns(
+    fleet: Fleet,
+) -> None:
+    coordination = client.CoordinationV1Api(fleet.api)
+
+    def members() -> set[str]:
+        found = coordination.list_namespaced_lease(fleet.namespace)
+        return {i.metadata.name for i in found.items if "-member-" in i.metadata.name}
+
+    fleet.add("a", shards=2)
+    paused = fleet.add("b", shards=2)
+    await fleet.until(lambda: _held(fleet, 2) == Counter(a=1, b=1), "one shard each")
+    fleet.pause("b")  # as a SIGKILL would leave it: its member lease stays behind
+    await fleet.until(lambda: _held(fleet, 2) == Counter(a=2), "a takes both", timeout=15)
+    assert members() == {"t-member-a", "t-member-b"}  # not swept after one duration
+    await fleet.until(lambda: members() == {"t-member-a"}, "b's lease swept", timeout=20)
+    paused.start()  # b comes back: its next round makes its member lease again
+    await fleet.until(lambda: members() == {"t-member-a", "t-member-b"}, "b is back")
+    await fleet.until(lambda: _held(fleet, 2) == Counter(a=1, b=1), "one shard each again")

@@ -144,3 +144,15 @@ def test_a_resource_kept_for_another_shard_comes_back_as_it_was_seen() -> None:
     assert back["spec"] == body["spec"] and back["status"]["history"] == {"events": [[1, 2]]}
     assert back["metadata"] == {"uid": "u", "name": "web\u2028<script>", "annotations": {}}
     assert len(packed.data) < 400
+
+
+def test_a_lease_is_gone_only_when_held_and_unrenewed_for_that_many_durations() -> None:
+    e = Expiry()
+    e.observe("member-b", "1", "b", 15.0, now=100.0)
+    assert not e.gone_for("member-b", 159.9, 4)
+    assert e.gone_for("member-b", 160.1, 4)
+    e.observe("member-b", "2", "b", 15.0, now=160.0)  # renewed: back again
+    assert not e.gone_for("member-b", 200.0, 4)
+    e.observe("shard-0", "3", "", 15.0, now=0.0)  # released, not gone
+    assert not e.gone_for("shard-0", 1000.0, 4)
+    assert not e.gone_for("never-seen", 1000.0, 4)

@@ -282,6 +282,7 @@ class Leases:
                 await self._take(shard, lease)  # renew ours, or take a free one
             else:
                 self._held.pop(shard, None)
+        self._announce()  # the operator starts the taken shards' tasks now, not after the rest
         await self._renew_member(leases.get(s.member_lease()))
         await self._sweep(leases, now)
 

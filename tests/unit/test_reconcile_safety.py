@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -170,20 +171,28 @@ def _named(name: str, uid: str, created: str) -> dict[str, Any]:
     return doc
 
 
-async def test_two_resources_on_one_target_the_older_keeps_it() -> None:
-    """Finding 3: three WebTiers on one group took each other's changes for out-of-band edits."""
+def _one_target(
+    clock: Callable[[], datetime],
+) -> tuple[Reconciler, FakeActuator, Recorder, dict[str, Any], dict[str, Any]]:
+    """A reconciler and two resources on one target: an old one and a young one."""
     actuator = FakeActuator()
     rec = Recorder()
-    now = [T0]
     r = Reconciler(
         FakeSources({"cpu": 100.0}),
         FakeActuators(actuator),  # type: ignore[arg-type]
         rec,
         rec,
-        clock=lambda: now[0],
+        clock=clock,
     )
     old = _named("old", "u-old", "2026-01-01T00:00:00Z")
     young = _named("young", "u-young", "2026-06-01T00:00:00Z")
+    return r, actuator, rec, old, young
+
+
+async def test_two_resources_on_one_target_the_older_keeps_it() -> None:
+    """Finding 3: three WebTiers on one group took each other's changes for out-of-band edits."""
+    now = [T0]
+    r, actuator, rec, old, young = _one_target(lambda: now[0])
     r.register(young)  # seen first: the watch lists in any order
     r.register(old)
     await r.tick(young)
@@ -207,17 +216,7 @@ async def test_two_resources_on_one_target_the_older_keeps_it() -> None:
 async def test_a_resource_another_replica_ticks_keeps_its_claim_but_not_its_spec() -> None:
     """register(keep=False): the replica keeps only the claim of a resource it does not
     tick (no parsed spec), and its own resource on the same target still yields."""
-    actuator = FakeActuator()
-    rec = Recorder()
-    r = Reconciler(
-        FakeSources({"cpu": 100.0}),
-        FakeActuators(actuator),  # type: ignore[arg-type]
-        rec,
-        rec,
-        clock=lambda: T0,
-    )
-    old = _named("old", "u-old", "2026-01-01T00:00:00Z")
-    young = _named("young", "u-young", "2026-06-01T00:00:00Z")
+    r, actuator, rec, old, young = _one_target(lambda: T0)
     r.register(old, keep=False)
     r.register(young)
     assert "u-old" not in r._parsed and "u-young" in r._parsed

@@ -303,6 +303,21 @@ CASES: list[Case] = [
         "lowerBound must be < upperBound",
     ),
     Case(
+        "ceiling-on-average-value",
+        _m(
+            "WebTier",
+            ("spec.metrics[0].target", {"type": "AverageValue", "value": 100, "ceiling": 1000}),
+        ),
+        "spec.metrics[0].target.ceiling",
+        "ceiling applies to a Value target and must be greater than value",
+    ),
+    Case(
+        "ceiling-not-above-target",
+        _m("WebTier", ("spec.metrics[0].target", {"type": "Value", "value": 90, "ceiling": 90})),
+        "spec.metrics[0].target.ceiling",
+        "ceiling applies to a Value target and must be greater than value",
+    ),
+    Case(
         "queue-url-and-name",
         _m("WorkerPool", ("spec.queue.url", "https://sqs.us-east-1.amazonaws.com/1/jobs")),
         "spec.queue",

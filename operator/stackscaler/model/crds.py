@@ -376,8 +376,29 @@ def _metric_target() -> JSON:
                 default="Value",
             ),
             "value": number("The target value; must be > 0.", minimum=0, exclusive_minimum=True),
+            "ceiling": number(
+                "Value targets: the most the metric can read (a utilization in percent: 100). "
+                "The scale-out edge of the tolerance band stays at most halfway from the target "
+                "to the ceiling, so a target near it still scales out when the metric "
+                "saturates. Default: 100 for a CloudWatch metric in percent (unit Percent, or "
+                "CPUUtilization, EngineCPUUtilization, MemoryUtilization, "
+                "DatabaseMemoryUsagePercentage); none for other metrics.",
+                minimum=0,
+                exclusive_minimum=True,
+            ),
         },
         required=["value"],
+        rules=[
+            rule(
+                "!has(self.ceiling) || (self.type == 'Value' && self.ceiling > self.value)",
+                "ceiling applies to a Value target and must be greater than value",
+                lambda n: (
+                    "ceiling" not in n
+                    or (n.get("type", "Value") == "Value" and n["ceiling"] > n["value"])
+                ),
+                field_path=".ceiling",
+            )
+        ],
     )
 
 

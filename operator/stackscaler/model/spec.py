@@ -148,6 +148,25 @@ class TierSource:
 
 MetricSource = CloudWatchSource | PrometheusSource | SqsSource | TierSource
 
+PERCENT_CEILING = 100.0
+PERCENT_METRICS = frozenset(
+    {"CPUUtilization", "EngineCPUUtilization", "MemoryUtilization", "DatabaseMemoryUsagePercentage"}
+)
+"""CloudWatch metrics (AWS/EC2, AWS/RDS, AWS/ElastiCache, AWS/ECS) that are a percent of a
+resource each unit has, so never above 100."""
+
+
+def known_ceiling(source: MetricSource | None) -> float | None:
+    """The most a metric can read when its source says so: 100 for a CloudWatch metric in
+    percent (its unit, or one of :data:`PERCENT_METRICS` of an ``AWS/`` namespace); else None.
+    A metric math expression or a Prometheus query says nothing: ``target.ceiling`` does."""
+    if not isinstance(source, CloudWatchSource) or source.expression is not None:
+        return None
+    if source.unit == "Percent":
+        return PERCENT_CEILING
+    aws = (source.namespace or "").startswith("AWS/")
+    return PERCENT_CEILING if aws and source.metric_name in PERCENT_METRICS else None
+
 
 # --- policy pieces ----------------------------------------------------------
 
@@ -156,6 +175,9 @@ MetricSource = CloudWatchSource | PrometheusSource | SqsSource | TierSource
 class MetricTarget:
     type: TargetType
     value: float
+    ceiling: float | None = None
+    """The most a ``Value`` metric can read (100 for a utilization in percent); None: no
+    known ceiling. The policy keeps the band's scale-out edge below it."""
 
 
 @dataclass(frozen=True)
@@ -479,7 +501,14 @@ class _Builder:
             source = TierSource(t["kind"], t["name"], TierValue(t["value"]), t.get("metric"))
         target = None
         if "target" in d:
-            target = MetricTarget(TargetType(d["target"]["type"]), float(d["target"]["value"]))
+            t = d["target"]
+            kind = TargetType(t["type"])
+            ceiling = t.get("ceiling")
+            if ceiling is None and kind is TargetType.VALUE:
+                ceiling = known_ceiling(source)
+            target = MetricTarget(
+                kind, float(t["value"]), None if ceiling is None else float(ceiling)
+            )
         steps = self.step_scaling(d["stepScaling"]) if "stepScaling" in d else None
         return MetricSpec(
             name=d["name"],

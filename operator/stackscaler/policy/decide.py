@@ -49,6 +49,7 @@ from datetime import datetime
 from stackscaler.model.spec import (
     CloudWatchSource,
     MetricSpec,
+    MetricTarget,
     ScalingSpec,
     TargetType,
     UnavailableAction,
@@ -57,12 +58,14 @@ from stackscaler.policy.budget import DecreaseBudget
 from stackscaler.policy.decreases import SETTLE_SECONDS, spend_decrease, throttled_need
 from stackscaler.policy.history import History
 from stackscaler.policy.rules import (
+    ceiling_edge,
     effective_bounds,
     rate_limit,
     scale_in_cooldown_until,
     step_scaling,
     target_tracking,
     utilization_need,
+    within,
 )
 from stackscaler.policy.types import (
     Decision,
@@ -77,6 +80,18 @@ from stackscaler.policy.types import (
 
 def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e6 else f"{x:.6g}"
+
+
+def _ceiling_note(ratio: float, target: MetricTarget, tolerance: float) -> str:
+    """Why a value inside ``1 +- tolerance`` still scales out: above the ceiling's edge."""
+    edge = ceiling_edge(target)
+    if edge is None or ratio <= edge or abs(ratio - 1.0) > tolerance:
+        return ""
+    return (
+        f" (above {_fmt(edge * target.value)}, halfway to the ceiling "
+        f"{_fmt(target.ceiling or 0.0)}: tolerance {tolerance:g} would wait for "
+        f"{_fmt(target.value * (1 + tolerance))}, which a saturated metric never reads)"
+    )
 
 
 def _evaluate(
@@ -122,9 +137,9 @@ def _evaluate(
                 f"{_fmt(value)} vs target {_fmt(m.target.value)} (ratio {ratio:.2f}) "
                 f"over the {ready} ready"
             )
-            note = ""
+            note = _ceiling_note(ratio, m.target, tolerance)
             if rec == current and ratio != 1.0:
-                if abs(ratio - 1.0) <= tolerance:
+                if within(ratio, m.target, tolerance):
                     note = f" (within tolerance {tolerance:g})"
                 else:
                     note = (
@@ -142,8 +157,8 @@ def _evaluate(
         else:
             ratio = value / (m.target.value * current) if current else float("inf")
             how = f"{_fmt(value)} total at {_fmt(m.target.value)} per unit"
-        note = ""
-        if rec == current and current > 0 and ratio != 1.0 and abs(ratio - 1.0) <= tolerance:
+        note = _ceiling_note(ratio, m.target, tolerance)
+        if rec == current and current > 0 and ratio != 1.0 and within(ratio, m.target, tolerance):
             note = f" (within tolerance {tolerance:g})"
         return MetricResult(
             m.name, MetricState.KNOWN, value, target_value, rec, f"{m.name}: {how} -> {rec}{note}"

@@ -28,6 +28,29 @@ def ceil(x: float) -> int:
     return math.ceil(x - _EPS)
 
 
+def ceiling_edge(target: MetricTarget) -> float | None:
+    """The ratio (value / target) halfway from a ``Value`` target to its ceiling, the most
+    the tolerance band may reach; None without a ceiling above the target.
+
+    A 90% CPU target with tolerance 0.2 would otherwise wait for 108%, which a saturated
+    CPU never reads, and never scale out; with the ceiling 100 it scales out above 95%.
+    """
+    c = target.ceiling
+    if c is None or target.type is not TargetType.VALUE or c <= target.value:
+        return None
+    return (1.0 + c / target.value) / 2.0
+
+
+def within(ratio: float, target: MetricTarget, tolerance: float) -> bool:
+    """True while ``ratio`` (value / target) is within ``1 +- tolerance`` and, for a target
+    with a ceiling, not above :func:`ceiling_edge` (the same float comparison as the HPA's
+    ``|1 - ratio| <= tolerance``)."""
+    if abs(ratio - 1.0) > tolerance:
+        return False
+    edge = ceiling_edge(target)
+    return edge is None or ratio <= edge
+
+
 def target_tracking(current: int, value: float, target: MetricTarget, tolerance: float) -> int:
     """The capacity that brings the metric to its target.
 
@@ -38,11 +61,11 @@ def target_tracking(current: int, value: float, target: MetricTarget, tolerance:
     """
     if target.type is TargetType.VALUE:
         ratio = value / target.value
-        if abs(ratio - 1.0) <= tolerance:
+        if within(ratio, target, tolerance):
             return current
         return max(0, ceil(current * ratio))
     wanted = max(0, ceil(value / target.value))
-    if current > 0 and abs(value / (target.value * current) - 1.0) <= tolerance:
+    if current > 0 and within(value / (target.value * current), target, tolerance):
         return current
     return wanted
 
@@ -68,10 +91,10 @@ def utilization_need(
     if ready <= 0:
         return capacity
     ratio = value / target.value
-    if abs(ratio - 1.0) <= tolerance:
+    if within(ratio, target, tolerance):
         return capacity
     exact = ready * ratio
-    if capacity > 0 and abs(exact / capacity - 1.0) <= tolerance:
+    if capacity > 0 and within(exact / capacity, target, tolerance):
         return capacity
     return max(0, ceil(exact))
 

@@ -33,6 +33,11 @@ def test_run_all_sweeps_every_policy_and_marks_the_own_setting() -> None:
     assert passed + failed == len(lines)
     assert all(line.startswith(("[PASS]", "[FAIL]")) for line in lines)
     assert any("NASA" in line for line in lines)
+    front = bench.frontier_lines(cases, results)
+    assert (
+        front[0].startswith("[info] frontiers") and "of 12 baseline settings" in front[0]
+    )  # 2 traces x 2 x 3
+    assert [line.split(":")[0].strip() for line in front[1:]] == [c.name for c in cases]
 
 
 def test_cases_scale_synthetic_traces_to_their_peak() -> None:

@@ -13,6 +13,7 @@ from stackscaler.sim.sweep import (
     beats,
     cheapest,
     frontier,
+    frontier_count,
     iso_quality,
     retarget,
     sweep,
@@ -104,6 +105,18 @@ def test_iso_quality_and_who_beats_whom() -> None:
     assert beats(POINTS[5], iq.best["a"])
     assert beats(POINTS[0], None)  # the other has no setting this safe
     assert iso_quality(POINTS, ["a", "b"], -1).winner() is None
+
+
+def test_frontier_count_judges_every_setting_of_the_other_policy() -> None:
+    a_vs_b = frontier_count(POINTS, "a", "b")
+    # b@0.3 (180 at 2 min) against a@0.3 (200); b@0.5 against a@0.5 (150 vs 140);
+    # b@0.6 (140 at 8 min) against a@0.3 (200, the cheapest a as safe); b@0.9 against a@0.7
+    assert (a_vs_b.as_cheap, a_vs_b.dearer, a_vs_b.none_as_safe) == (0, 4, 0)
+    assert a_vs_b.worst == pytest.approx(200 / 140)
+    b_vs_a = frontier_count(POINTS, "b", "a")
+    # a@0.3 (0 min): no b that safe; a@0.5: b at 140 <= 150; a@0.7 (100 at 40): b 140
+    assert (b_vs_a.as_cheap, b_vs_a.dearer, b_vs_a.none_as_safe) == (1, 1, 1)
+    assert b_vs_a.total == 3 and b_vs_a.worst == pytest.approx(1.4)
 
 
 def test_frontier_drops_dominated_settings() -> None:

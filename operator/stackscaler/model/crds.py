@@ -391,7 +391,8 @@ def _metric_target() -> JSON:
         rules=[
             rule(
                 "!has(self.ceiling) || (self.type == 'Value' && self.ceiling > self.value)",
-                "ceiling applies to a Value target and must be greater than value",
+                "ceiling applies to a Value target and must be greater than value: the most the "
+                "metric can read (100 for a percent); remove it from an AverageValue target",
                 lambda n: (
                     "ceiling" not in n
                     or (n.get("type", "Value") == "Value" and n["ceiling"] > n["value"])

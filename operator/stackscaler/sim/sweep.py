@@ -125,6 +125,41 @@ def beats(ours: Point, theirs: Point | None) -> bool:
     return theirs is None or ours.unit_hours < theirs.unit_hours
 
 
+@dataclass(frozen=True)
+class FrontierCount:
+    """Our policy swept against one other policy swept: for each of the other's settings,
+    is our cheapest setting that is at least as safe also at least as cheap?"""
+
+    as_cheap: int
+    dearer: int
+    none_as_safe: int
+    """The other's settings no setting of ours is as safe as."""
+    worst: float
+    """The largest ratio of our unit-hours to theirs among the ``dearer`` (1.0: none)."""
+
+    @property
+    def total(self) -> int:
+        return self.as_cheap + self.dearer + self.none_as_safe
+
+
+def frontier_count(points: Sequence[Point], ours: str, theirs: str) -> FrontierCount:
+    """:class:`FrontierCount` of ``ours`` against ``theirs`` over the same sweep."""
+    as_cheap = dearer = none = 0
+    worst = 1.0
+    for p in points:
+        if p.policy != theirs:
+            continue
+        mine = cheapest(points, ours, p.under_minutes)
+        if mine is None:
+            none += 1
+        elif mine.unit_hours <= p.unit_hours:
+            as_cheap += 1
+        else:
+            dearer += 1
+            worst = max(worst, mine.unit_hours / max(p.unit_hours, 1e-9))
+    return FrontierCount(as_cheap, dearer, none, worst)
+
+
 def sweep(
     resource: Resource,
     trace: Trace,

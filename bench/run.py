@@ -322,30 +322,21 @@ def frontier_lines(all_cases: list[Case], results: dict[int, list[Point]]) -> li
     out = []
     total = FrontierCount(0, 0, 0, 1.0)
     for k, case in enumerate(all_cases):
-        parts = []
-        for b in BASELINES:
-            c = frontier_count(results[k], "default", b)
-            parts.append(
-                f"{b} {c.as_cheap}/{c.total}"
-                + (
-                    f" (dearer at {c.dearer}, by up to {100 * (c.worst - 1):.1f}%)"
-                    if c.dearer
-                    else ""
-                )
-            )
-            total = FrontierCount(
-                total.as_cheap + c.as_cheap,
-                total.dearer + c.dearer,
-                total.none_as_safe + c.none_as_safe,
-                max(total.worst, c.worst),
-            )
-        out.append(f"  {case.name}: " + "; ".join(parts))
+        counts = {b: frontier_count(results[k], "default", b) for b in BASELINES}
+        out.append(f"  {case.name}: " + "; ".join(_frontier_cell(b, c) for b, c in counts.items()))
+        for c in counts.values():
+            total = total.plus(c)
     head = (
         f"[info] frontiers (the default swept too): at {total.as_cheap} of {total.total} baseline "
         "settings the default's cheapest setting that is as safe is as cheap or cheaper"
         + (f"; at {total.none_as_safe} no default setting is as safe" if total.none_as_safe else "")
     )
     return [head, *out]
+
+
+def _frontier_cell(baseline: str, c: FrontierCount) -> str:
+    dearer = f" (dearer at {c.dearer}, by up to {100 * (c.worst - 1):.1f}%)" if c.dearer else ""
+    return f"{baseline} {c.as_cheap}/{c.total}{dearer}"
 
 
 def oracle_slack_claim(case: Case, points: list[Point]) -> str:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from bench.run import bench_tier_doc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from stackscaler.model.spec import (
     CloudWatchSource,
     MetricTarget,
     PrometheusSource,
+    Resource,
     TargetType,
     known_ceiling,
     parse_resource,
@@ -33,40 +35,19 @@ from tests.unit.policy_helpers import NOW, metric, obs, scaling
 SETTINGS = settings(max_examples=300, deadline=None)
 
 
-def _cloudwatch_metric(
-    target: float, *, name: str = "CPUUtilization", **target_extra: Any
-) -> dict[str, Any]:
-    return {
-        "name": "cpu",
-        "cloudWatch": {
-            "namespace": "AWS/EC2",
-            "metricName": name,
-            "dimensions": [{"name": "AutoScalingGroupName", "value": "web"}],
-        },
-        "target": {"type": "Value", "value": target, **target_extra},
-    }
-
-
-def _web_tier(metrics: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "stackscaler.dev/v1alpha1",
-        "kind": "WebTier",
-        "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {
-            "target": {"kind": "AutoScalingGroup", "name": "web"},
-            "maxCapacity": 40,
-            "metrics": metrics,
-            **spec,
-        },
-    }
+def _cpu_tier(target: float, *, tolerance: float = 0.2) -> Resource:
+    """The bench tier (an Auto Scaling group on AWS/EC2 CPUUtilization) at ``target``%."""
+    doc = bench_tier_doc()
+    doc["spec"]["metrics"][0]["target"]["value"] = target
+    doc["spec"]["tolerance"] = tolerance
+    return parse_resource(doc)
 
 
 # --- where the ceiling comes from -------------------------------------------------
 
 
 def test_a_cloudwatch_cpu_metric_has_the_ceiling_100() -> None:
-    spec = parse_resource(_web_tier([_cloudwatch_metric(90)])).scaling
-    target = spec.metrics[0].target
+    target = _cpu_tier(90).scaling.metrics[0].target
     assert target is not None and target.ceiling == 100.0
 
 
@@ -89,8 +70,8 @@ def test_an_explicit_ceiling_is_kept_and_a_prometheus_metric_has_none_without_it
     assert scaling([metric("cpu", 85)]).metrics[0].target == MetricTarget(
         TargetType.VALUE, 85.0, None
     )
-    doc = _web_tier([{**metric("busy", 85), "target": {"value": 85, "ceiling": 100}}])
-    target = parse_resource(doc).scaling.metrics[0].target
+    explicit = {**metric("busy", 85), "target": {"value": 85, "ceiling": 100}}
+    target = scaling([explicit]).metrics[0].target
     assert target == MetricTarget(TargetType.VALUE, 85.0, 100.0)
 
 
@@ -105,9 +86,8 @@ def test_an_explicit_ceiling_is_kept_and_a_prometheus_metric_has_none_without_it
 def test_a_ceiling_that_cannot_hold_is_refused_naming_the_field(
     target: dict[str, Any], why: str
 ) -> None:
-    doc = _web_tier([{**metric("busy"), "target": target}])
     with pytest.raises(InvalidSpec) as err:
-        parse_resource(doc)
+        scaling([{**metric("busy"), "target": target}])
     text = str(err.value)
     assert "spec.metrics[0].target" in text and "ceiling" in text and why in text
 
@@ -117,7 +97,7 @@ def test_a_ceiling_that_cannot_hold_is_refused_naming_the_field(
 
 def test_a_saturated_cpu_at_a_90_percent_target_scales_out() -> None:
     """100% is 1.11x a 90% target: inside tolerance 0.2, beyond the ceiling's edge (95)."""
-    spec = parse_resource(_web_tier([_cloudwatch_metric(90)], tolerance=0.2)).scaling
+    spec = _cpu_tier(90).scaling
     d = decide(spec, obs(4, cpu=100), History(), NOW)
     assert d.desired == 5  # ceil(4 x 100 / 90)
     assert "halfway to the ceiling 100" in d.metrics[0].detail
@@ -182,24 +162,16 @@ def test_a_ceiling_beyond_the_band_changes_nothing(
 def test_the_bench_tier_at_90_percent_follows_a_ramp() -> None:
     """The simulator through the product's spec: the bench tier (AWS/EC2 CPUUtilization)
     at a 90% target on a ramp from 1 to 20 instances' worth of requests."""
-    doc = _web_tier([_cloudwatch_metric(90)], maxCapacity=100)
-    tier = parse_resource(doc)
+    tier = _cpu_tier(90)
     per_unit = 2400.0
     demand = tuple(per_unit * (1 + 19 * m / 600) for m in range(720))
-    rep = run(tier, Trace("ramp", 60.0, demand), "default", RunConfig(capacity_per_unit=per_unit))
+    ramp, cfg = Trace("ramp", 60.0, demand), RunConfig(capacity_per_unit=per_unit)
+    rep = run(tier, ramp, "default", cfg)
     assert rep.peak_capacity >= 20
     assert rep.under_provisioned_minutes < 0.2 * rep.total_minutes
-    blind = replace(
-        tier,
-        scaling=replace(
-            tier.scaling,
-            metrics=tuple(
-                replace(m, target=replace(m.target, ceiling=None)) if m.target else m
-                for m in tier.scaling.metrics
-            ),
-        ),
-    )
-    stuck = run(
-        blind, Trace("ramp", 60.0, demand), "default", RunConfig(capacity_per_unit=per_unit)
-    )
+    (cpu,) = tier.scaling.metrics
+    assert cpu.target is not None
+    no_ceiling = replace(cpu, target=replace(cpu.target, ceiling=None))
+    blind = replace(tier, scaling=replace(tier.scaling, metrics=(no_ceiling,)))
+    stuck = run(blind, ramp, "default", cfg)
     assert stuck.peak_capacity < rep.peak_capacity

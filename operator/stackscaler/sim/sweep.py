@@ -141,6 +141,15 @@ class FrontierCount:
     def total(self) -> int:
         return self.as_cheap + self.dearer + self.none_as_safe
 
+    def plus(self, other: FrontierCount) -> FrontierCount:
+        """Both counts together (over several traces or baselines)."""
+        return FrontierCount(
+            self.as_cheap + other.as_cheap,
+            self.dearer + other.dearer,
+            self.none_as_safe + other.none_as_safe,
+            max(self.worst, other.worst),
+        )
+
 
 def frontier_count(points: Sequence[Point], ours: str, theirs: str) -> FrontierCount:
     """:class:`FrontierCount` of ``ours`` against ``theirs`` over the same sweep."""

@@ -18,7 +18,8 @@ the last 5 and 3 weeks are replayed (runtime). The claims of issue 11 are checke
 end, PASS or FAIL, as measured; then the speed of the 58-day replay.
 
     python -m bench.run [--quick] [--fine] [--jobs N] [--json OUT] [--plot OUT.png]
-        [--starting-seconds S] [--tolerance T] [--scale-in-window S]   (variants)
+        [--starting-seconds S] [--tolerance T] [--scale-in-tolerance T]
+        [--scale-in-window S]   (variants)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 import yaml
 
 from bench import traces
-from stackscaler.model.spec import Resource, parse_resource
+from stackscaler.model.spec import Resource, Tolerance, parse_resource
 from stackscaler.sim.run import Prepared, Report, RunConfig, compare, prepare, run
 from stackscaler.sim.sweep import FrontierCount, Point, beats, cheapest, frontier_count, retarget
 from stackscaler.sim.trace import Trace, nasa_trace
@@ -120,29 +121,44 @@ LAST_DAYS = {"retail": 35, "ramp": 21}
 peak, Black Friday and Cyber Monday), the ramp's last three (before, one unit is enough)."""
 
 
-def variant(tier: Resource, tolerance: float | None, scale_in_window: int | None) -> Resource:
-    """The tier with another tolerance or scale-in stabilization window (the default policy's
-    settings; the HPA and target tracking keep their own)."""
+@dataclass(frozen=True)
+class Variant:
+    """Other settings of the default policy (the HPA and target tracking keep their own)."""
+
+    tolerance: float | None = None
+    """``spec.tolerance``: both sides of the band."""
+    scale_in_tolerance: float | None = None
+    """``behavior.scaleIn.tolerance``: the band's scale-in side."""
+    scale_in_window: int | None = None
+    """``behavior.scaleIn.stabilizationWindowSeconds``."""
+
+
+def variant(tier: Resource, v: Variant) -> Resource:
+    """The tier with the settings of ``v`` (unset ones as the tier has them)."""
     spec = tier.scaling
-    if tolerance is not None:
-        spec = replace(spec, tolerance=tolerance)
-    if scale_in_window is not None:
-        b = spec.behavior
-        scale_in = replace(b.scale_in, stabilization_window_seconds=scale_in_window)
-        spec = replace(spec, behavior=replace(b, scale_in=scale_in))
-    return replace(tier, scaling=spec)
+    band = spec.band if v.tolerance is None else Tolerance.both(v.tolerance)
+    if v.scale_in_tolerance is not None:
+        band = Tolerance(band.above, v.scale_in_tolerance)
+    b = spec.behavior
+    window = b.scale_in.stabilization_window_seconds
+    if v.scale_in_window is not None:
+        window = v.scale_in_window
+    behavior = replace(
+        b,
+        scale_out=replace(b.scale_out, tolerance=band.above),
+        scale_in=replace(b.scale_in, tolerance=band.below, stabilization_window_seconds=window),
+    )
+    return replace(tier, scaling=replace(spec, behavior=behavior))
 
 
 def cases(
     quick: bool,
     starting_seconds: float | None = None,
-    *,
-    tolerance: float | None = None,
-    scale_in_window: int | None = None,
+    v: Variant = Variant(),
 ) -> list[Case]:
     """The traces and how each is replayed; ``starting_seconds``: the default policy is told
     a new unit is starting for that long (the operator's ``warmupSeconds``)."""
-    tier = variant(bench_tier(), tolerance, scale_in_window)
+    tier = variant(bench_tier(), v)
     out = [Case(nasa_trace(), tier, RunConfig(scale=100.0, capacity_per_unit=PER_INSTANCE))]
     for key, make in traces.ALL.items():
         t = make()
@@ -469,7 +485,18 @@ def main(argv: list[str] | None = None) -> int:
         help="tell the default policy a new unit is starting for S seconds (the operator's "
         "warmupSeconds; default: until it serves, as the CRD default)",
     )
-    p.add_argument("--tolerance", type=float, help="a variant: the default policy's tolerance")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="T",
+        help="a variant: the default policy's spec.tolerance (both sides of the band)",
+    )
+    p.add_argument(
+        "--scale-in-tolerance",
+        type=float,
+        metavar="T",
+        help="a variant: the default policy's behavior.scaleIn.tolerance",
+    )
     p.add_argument(
         "--scale-in-window",
         type=int,
@@ -483,8 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     all_cases = cases(
         args.quick,
         args.starting_seconds,
-        tolerance=args.tolerance,
-        scale_in_window=args.scale_in_window,
+        Variant(args.tolerance, args.scale_in_tolerance, args.scale_in_window),
     )
     targets = FINE_TARGETS if args.fine else TARGETS
     results = run_all(all_cases, targets, max(1, args.jobs))

@@ -38,7 +38,7 @@ def scaling(
     **extra: Any,
 ) -> ScalingSpec:
     """A WebTier's scaling block; behaviors default to no cooldown, window or limit."""
-    extra.setdefault("tolerance", 0.1)  # these tests use HPA's 10% (the default is 0.2)
+    extra.setdefault("tolerance", 0.1)  # the HPA's 10% both ways (the default: 0.2 and 0.1)
     spec: dict[str, Any] = {
         "target": {"kind": "Deployment", "name": "web"},
         "minCapacity": min_capacity,

@@ -75,6 +75,12 @@ CASES: list[Case] = [
         "must be <= 1, got 1.5",
     ),
     Case(
+        "scale-in-tolerance-negative",
+        _m("WebTier", ("spec.behavior.scaleIn.tolerance", -0.1)),
+        "spec.behavior.scaleIn.tolerance",
+        "must be >= 0, got -0.1",
+    ),
+    Case(
         "bool-for-number",
         _m("WebTier", ("spec.tolerance", True)),
         "spec.tolerance",

@@ -25,7 +25,7 @@ from stackscaler.forecast import (
 )
 from stackscaler.forecast.season import Bins, fit_shape, to_bins, truncate, weekday
 from stackscaler.forecast.types import DAY
-from stackscaler.model.spec import MetricTarget, ScalingSpec, TargetType
+from stackscaler.model.spec import MetricTarget, ScalingSpec, TargetType, Tolerance
 from stackscaler.policy import Decision, Direction, History, Limit, Observations, decide
 from tests.unit.forecast_helpers import MONDAY, make_series, settings, web_day
 from tests.unit.policy_helpers import NOW, at, metric, obs, scaling
@@ -313,7 +313,7 @@ def test_the_floor_is_the_policys_recommendation_at_the_current_capacity(
     upper: float, target: MetricTarget, floor: int
 ) -> None:
     f = Forecast(0.0, upper, upper)
-    assert capacity_floor(f, target, 2, 40, current=10, tolerance=0.2) == floor
+    assert capacity_floor(f, target, 2, 40, current=10, tolerance=Tolerance.both(0.2)) == floor
     # the same as target tracking reading the forecast's load on 10 units, all ready
     value = upper / 10 if target.type is TargetType.VALUE else upper
     assert (

@@ -30,7 +30,7 @@ from stackscaler.forecast import (
 )
 from stackscaler.forecast.season import weekday
 from stackscaler.forecast.types import DAY
-from stackscaler.model.spec import MetricTarget, TargetType
+from stackscaler.model.spec import MetricTarget, TargetType, Tolerance
 from tests.unit.forecast_helpers import MONDAY, daily_shape, make_series
 from tests.unit.forecast_helpers import settings as predictive
 
@@ -161,7 +161,9 @@ targets = st.builds(
     lo=st.integers(0, 50),
     span=st.integers(0, 100),
     current=st.integers(0, 200),
-    tolerance=st.sampled_from([0.0, 0.1, 0.2, 0.5]),
+    tolerance=st.sampled_from(
+        [Tolerance.both(0.0), Tolerance.both(0.1), Tolerance(0.2, 0.1), Tolerance.both(0.5)]
+    ),
 )
 def test_the_floor_is_monotone_and_within_the_bounds(
     *,
@@ -171,7 +173,7 @@ def test_the_floor_is_monotone_and_within_the_bounds(
     lo: int,
     span: int,
     current: int,
-    tolerance: float,
+    tolerance: Tolerance,
 ) -> None:
     hi = lo + span
     small, large = sorted((a, b))

@@ -6,7 +6,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from stackscaler.model.spec import MetricTarget, TargetType, backlog_per_worker_for_latency
+from stackscaler.model.spec import (
+    MetricTarget,
+    TargetType,
+    Tolerance,
+    backlog_per_worker_for_latency,
+)
 from stackscaler.policy import (
     Direction,
     History,
@@ -79,7 +84,7 @@ def test_custom_tolerance() -> None:
 
 def test_target_tracking_ignores_float_noise() -> None:
     t = MetricTarget(TargetType.AVERAGE_VALUE, 0.1)
-    assert target_tracking(0, 0.30000000000000004, t, 0.0) == 3
+    assert target_tracking(0, 0.30000000000000004, t, Tolerance.both(0.0)) == 3
 
 
 # --- several metrics -----------------------------------------------------------

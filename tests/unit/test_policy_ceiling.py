@@ -23,6 +23,7 @@ from stackscaler.model.spec import (
     PrometheusSource,
     Resource,
     TargetType,
+    Tolerance,
     known_ceiling,
     parse_resource,
 )
@@ -33,6 +34,7 @@ from stackscaler.sim.trace import Trace
 from tests.unit.policy_helpers import NOW, metric, obs, scaling
 
 SETTINGS = settings(max_examples=300, deadline=None)
+BAND = Tolerance.both(0.2)
 
 
 def _cpu_tier(target: float, *, tolerance: float = 0.2) -> Resource:
@@ -110,10 +112,10 @@ def test_a_saturated_cpu_at_a_90_percent_target_scales_out() -> None:
 def test_the_edge_is_halfway_to_the_ceiling_and_only_when_nearer_than_the_tolerance() -> None:
     t90 = MetricTarget(TargetType.VALUE, 90.0, 100.0)
     assert ceiling_edge(t90) == pytest.approx(95 / 90)
-    assert within(94.9 / 90, t90, 0.2) and not within(95.1 / 90, t90, 0.2)
+    assert within(94.9 / 90, t90, BAND) and not within(95.1 / 90, t90, BAND)
     t50 = MetricTarget(TargetType.VALUE, 50.0, 100.0)
     # at 50% the edge (75%) lies beyond the band's 60%: the tolerance alone decides
-    assert within(60 / 50, t50, 0.2) and not within(60.1 / 50, t50, 0.2)
+    assert within(60 / 50, t50, BAND) and not within(60.1 / 50, t50, BAND)
     assert ceiling_edge(MetricTarget(TargetType.AVERAGE_VALUE, 90.0, 100.0)) is None
     assert ceiling_edge(MetricTarget(TargetType.VALUE, 100.0, 100.0)) is None
 
@@ -129,19 +131,20 @@ def test_a_saturated_metric_always_asks_for_more_capacity(
 ) -> None:
     """Reading the ceiling, a target below it never holds, whatever the tolerance."""
     t = MetricTarget(TargetType.VALUE, target, 100.0)
-    assert target_tracking(current, 100.0, t, tolerance) > current
-    assert utilization_need(current, current, 100.0, t, tolerance) > current
+    assert target_tracking(current, 100.0, t, Tolerance.both(tolerance)) > current
+    assert utilization_need(current, current, 100.0, t, Tolerance.both(tolerance)) > current
 
 
 @SETTINGS
 @given(
     target=st.floats(min_value=1, max_value=99),
     tolerance=st.floats(min_value=0, max_value=0.99),
+    below=st.floats(min_value=0, max_value=0.99),
     value=st.floats(min_value=0, max_value=100),
     current=st.integers(0, 500),
 )
 def test_a_ceiling_beyond_the_band_changes_nothing(
-    target: float, tolerance: float, value: float, current: int
+    target: float, tolerance: float, below: float, value: float, current: int
 ) -> None:
     """Where 1 + tolerance lies inside the edge (every default 50-60% target), the
     decisions are exactly those without a ceiling."""
@@ -149,13 +152,14 @@ def test_a_ceiling_beyond_the_band_changes_nothing(
     without = MetricTarget(TargetType.VALUE, target, None)
     edge = ceiling_edge(with_c)
     assert edge is not None
+    band = Tolerance(tolerance, below)
     if 1 + tolerance <= edge:
-        assert target_tracking(current, value, with_c, tolerance) == target_tracking(
-            current, value, without, tolerance
+        assert target_tracking(current, value, with_c, band) == target_tracking(
+            current, value, without, band
         )
     # and a ceiling never scales in where no ceiling would not
-    assert target_tracking(current, value, with_c, tolerance) >= target_tracking(
-        current, value, without, tolerance
+    assert target_tracking(current, value, with_c, band) >= target_tracking(
+        current, value, without, band
     )
 
 

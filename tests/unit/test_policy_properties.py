@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stackscaler.model.spec import ScalingSpec, TargetType
+from stackscaler.model.spec import MetricTarget, ScalingSpec, TargetType, Tolerance
 from stackscaler.policy import Decision, History, Limit, MetricObservation, Observations, decide
 from stackscaler.policy.rules import step_scaling, target_tracking
 from tests.unit.policy_helpers import at, metric, scaling
@@ -33,11 +33,14 @@ def specs(draw: st.DrawFn) -> ScalingSpec:
         step["units"] = draw(st.integers(1, 10))
         if draw(st.booleans()):
             step["percent"] = draw(st.integers(1, 200))
-        return {
+        out = {
             "cooldownSeconds": draw(st.sampled_from([0, 30, 120, 600])),
             "stabilizationWindowSeconds": draw(st.sampled_from([0, 60, 300])),
             "maxStep": step,
         }
+        if draw(st.booleans()):  # this side of the band its own (else spec.tolerance)
+            out["tolerance"] = draw(st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.3]))
+        return out
 
     metrics = [
         metric("cpu", draw(st.sampled_from([40, 50, 70])), activationThreshold=5),
@@ -221,7 +224,7 @@ def test_all_units_ready_is_todays_decision(run: Run) -> None:
             if r.recommendation is None or r.value is None:
                 continue
             if m.target is not None:
-                today = target_tracking(d.current, r.value, m.target, run.spec.tolerance)
+                today = target_tracking(d.current, r.value, m.target, run.spec.band)
             else:
                 assert m.step_scaling is not None
                 stepped = step_scaling(d.current, r.value, m.step_scaling)
@@ -376,3 +379,25 @@ def test_units_starting_never_cause_a_further_scale_out(
     if ordered >= asked:  # the capacity covers the need: no further scale-out
         assert second.desired <= ordered
     assert second.ready == ready_now or starting == 0
+
+
+@SETTINGS
+@given(
+    target=st.sampled_from([40.0, 50.0, 70.0, 90.0]),
+    ceiling=st.sampled_from([None, 100.0]),
+    above=st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.3]),
+    below=st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.3]),
+    value=st.floats(min_value=0.1, max_value=100),
+    current=st.integers(1, 200),
+)
+def test_any_band_lands_where_the_same_demand_holds(
+    *, target: float, ceiling: float | None, above: float, below: float, value: float, current: int
+) -> None:
+    """Whatever the two sides of the band, target tracking's answer is a fixed point: on
+    the same demand at the new capacity (a per-unit metric reads ``value x current / new``)
+    it holds, so an asymmetric band never flaps on unchanged demand."""
+    t = MetricTarget(TargetType.VALUE, target, ceiling)
+    band = Tolerance(above, below)
+    new = target_tracking(current, value, t, band)
+    if new > 0:
+        assert target_tracking(new, value * current / new, t, band) == new

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bench import run as bench
 from bench import traces
 
+from stackscaler.model.spec import Tolerance
 from stackscaler.sim.run import RunConfig
 from stackscaler.sim.trace import Trace
 
@@ -52,10 +55,16 @@ def test_cases_scale_synthetic_traces_to_their_peak() -> None:
 
 
 def test_variants_change_only_the_default_policys_settings() -> None:
-    tier = bench.variant(bench.bench_tier(), 0.1, 300)
-    assert tier.scaling.tolerance == 0.1
+    base = bench.bench_tier()
+    assert base.scaling.band == Tolerance(above=0.2, below=0.1)  # the CRD's defaults
+    tier = bench.variant(base, bench.Variant(tolerance=0.1, scale_in_window=300))
+    assert tier.scaling.band == Tolerance.both(0.1)
     assert tier.scaling.behavior.scale_in.stabilization_window_seconds == 300
-    assert tier.scaling.behavior.scale_out == bench.bench_tier().scaling.behavior.scale_out
-    assert bench.variant(bench.bench_tier(), None, None) == bench.bench_tier()
+    assert tier.scaling.behavior.scale_out == replace(
+        base.scaling.behavior.scale_out, tolerance=0.1
+    )
+    lower = bench.variant(base, bench.Variant(scale_in_tolerance=0.05))
+    assert lower.scaling.band == Tolerance(above=0.2, below=0.05)
+    assert bench.variant(base, bench.Variant()) == base
     told = bench.cases(quick=True, starting_seconds=300)
     assert {c.cfg.starting_seconds for c in told} == {300}

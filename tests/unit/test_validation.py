@@ -14,6 +14,7 @@ from stackscaler.model.spec import (
     Mode,
     ReplicationGroupTarget,
     TargetType,
+    Tolerance,
     WorkloadTarget,
     parse_resource,
 )
@@ -72,13 +73,27 @@ def test_defaults_are_applied_like_the_api_server() -> None:
         "maxStep": {"units": 1, "percent": 25, "periodSeconds": 60, "select": "Max"},
     }
     assert spec["behavior"]["scaleOut"]["stabilizationWindowSeconds"] == 0
-    assert spec["tolerance"] == 0.2
+    assert "tolerance" not in spec  # no schema default: the kind's band (below)
     assert spec["mode"] == "Active"
     assert spec["pollIntervalSeconds"] == 30
     assert spec["metrics"][0]["staleAfterSeconds"] == 300
     assert spec["metrics"][0]["cloudWatch"]["periodSeconds"] == 60
     # the input is not modified
     assert "behavior" not in doc["spec"]
+
+
+def test_the_tolerance_band_by_side_and_kind() -> None:
+    """Unset: 0.2 above the target, 0.1 below (a table: 0.2 both ways); spec.tolerance sets
+    both sides, a direction's own tolerance its side (the HPA's scaleUp/scaleDown.tolerance)."""
+    web = example("WebTier")
+    assert parse_resource(web).scaling.band == Tolerance(above=0.2, below=0.1)
+    both = mutate(web, "spec.tolerance", 0.3)
+    assert parse_resource(both).scaling.band == Tolerance.both(0.3)
+    one = mutate(both, "spec.behavior.scaleIn.tolerance", 0.05)
+    assert parse_resource(one).scaling.band == Tolerance(above=0.3, below=0.05)
+    out = mutate(web, "spec.behavior.scaleOut.tolerance", 0.1)
+    assert parse_resource(out).scaling.band == Tolerance(above=0.1, below=0.1)
+    assert parse_resource(example("TableCapacity")).scaling.band == Tolerance.both(0.2)
 
 
 def test_partial_max_step_gets_leaf_defaults_only() -> None:

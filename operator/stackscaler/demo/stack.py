@@ -82,6 +82,7 @@ class Tier:
     """The metric the summary's "over target" follows."""
     target_value: float
     tolerance: float
+    """The band's scale-out side: "over target" is above ``target_value x (1 + tolerance)``."""
     min_capacity: int
     max_capacity: int
 
@@ -271,7 +272,7 @@ def _tier(resource: Resource, target: str, metric: str) -> Tier:
         target=target,
         metric=metric,
         target_value=m.target.value,
-        tolerance=spec.tolerance,
+        tolerance=spec.band.above,
         min_capacity=spec.min_capacity,
         max_capacity=spec.max_capacity,
     )

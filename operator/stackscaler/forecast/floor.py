@@ -15,9 +15,11 @@ from dataclasses import replace
 from datetime import datetime
 
 from stackscaler.forecast.types import Forecast
-from stackscaler.model.spec import MetricTarget, ScalingSpec, TargetType
+from stackscaler.model.spec import MetricTarget, ScalingSpec, TargetType, Tolerance
 from stackscaler.policy.rules import target_tracking
 from stackscaler.policy.types import Decision, Direction, Limit
+
+_NO_BAND = Tolerance.both(0.0)
 
 
 def units_for_load(load: float, target: MetricTarget) -> int:
@@ -32,8 +34,8 @@ def units_for_load(load: float, target: MetricTarget) -> int:
     if load <= 0:
         return 0
     if target.type is TargetType.VALUE:
-        return target_tracking(1, load, target, 0.0)
-    return target_tracking(0, load, target, 0.0)
+        return target_tracking(1, load, target, _NO_BAND)
+    return target_tracking(0, load, target, _NO_BAND)
 
 
 def load_of(value: float, units: int, target: MetricTarget) -> float:
@@ -49,7 +51,7 @@ def capacity_floor(
     max_capacity: int,
     *,
     current: int = 0,
-    tolerance: float = 0.0,
+    tolerance: Tolerance = _NO_BAND,
 ) -> int:
     """The capacity the forecast's ``upper`` needs, within ``[min_capacity, max_capacity]``
     (the effective bounds: never above max). Monotone in the forecast.

@@ -554,6 +554,14 @@ def _direction(what: str, cooldown: int, window: int, step: JSON | None) -> JSON
                 default=window,
             ),
             "maxStep": _max_step(step),
+            "tolerance": number(
+                "This side of the tolerance band: the metric may read up to (1 + tolerance) "
+                "x its target before a scale-out, or down to (1 - tolerance) x it before a "
+                "scale-in, without a change (the HPA's behavior.scaleUp/scaleDown.tolerance). "
+                "Unset: spec.tolerance, or the kind's default.",
+                minimum=0,
+                maximum=1,
+            ),
         },
         default={},
     )
@@ -711,12 +719,13 @@ def _scaling_properties(max_capacity: int, *, metrics_min: int | None) -> dict[s
         ),
         "behavior": _behavior(),
         "tolerance": number(
-            "Relative deviation from a target inside which nothing changes (0.2 = 20%; the "
-            "HPA uses 0.1). 0.2 with a 600 s scale-in window was the best trade-off on real "
-            "traffic in `make bench` (docs/simulate.md).",
+            "Relative deviation from a target inside which nothing changes, on both sides "
+            "(0.2 = 20%; the HPA's default is 0.1); behavior.scaleOut.tolerance and "
+            "behavior.scaleIn.tolerance set one side. Unset: 0.2 above the target and 0.1 "
+            "below it (a TableCapacity: 0.2 both ways, as each decrease is rationed), the "
+            "best trade-off on real traffic in `make bench` (docs/simulate.md).",
             minimum=0,
             maximum=1,
-            default=0.2,
         ),
         "schedules": _schedules(max_capacity),
         "onMetricsUnavailable": _on_metrics_unavailable(),

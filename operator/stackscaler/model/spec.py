@@ -225,12 +225,46 @@ class DirectionBehavior:
     cooldown_seconds: int
     stabilization_window_seconds: int
     max_step: MaxStep | None
+    tolerance: float | None = None
+    """``behavior.<direction>.tolerance``: this side of the band; None: ``spec.tolerance``."""
 
 
 @dataclass(frozen=True)
 class Behavior:
     scale_out: DirectionBehavior
     scale_in: DirectionBehavior
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The band around a target inside which nothing changes, by side: a metric may read
+    up to ``1 + above`` times its target before a scale-out, and down to ``1 - below`` times
+    it before a scale-in (the HPA's ``behavior.scaleUp/scaleDown.tolerance``)."""
+
+    above: float
+    below: float
+
+    @classmethod
+    def both(cls, tolerance: float) -> Tolerance:
+        return cls(tolerance, tolerance)
+
+    def holds(self, ratio: float) -> bool:
+        """``ratio`` (value / target) is inside the band (the HPA's float comparison,
+        ``|1 - ratio| <= tolerance``, on the side ``ratio`` is on)."""
+        if ratio >= 1.0:
+            return ratio - 1.0 <= self.above
+        return 1.0 - ratio <= self.below
+
+    def side(self, ratio: float) -> float:
+        """The tolerance of the side of the band that ``ratio`` is on."""
+        return self.above if ratio >= 1.0 else self.below
+
+
+DEFAULT_TOLERANCE = Tolerance(above=0.2, below=0.1)
+"""Without ``spec.tolerance`` or a direction's own: a 50% target may run to 60% before a
+scale-out and falls below 45% for a scale-in (docs/policy.md, rule 2)."""
+TABLE_DEFAULT_TOLERANCE = Tolerance.both(0.2)
+"""A TableCapacity's: each decrease spends one of the table's daily decreases."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +293,8 @@ class ScalingSpec:
     metrics: tuple[MetricSpec, ...]
     behavior: Behavior
     tolerance: float = 0.1
+    """The band on both sides where a direction sets none (:attr:`band`); a parsed
+    resource's directions always carry theirs (``spec.tolerance`` or the kind's default)."""
     schedules: tuple[Schedule, ...] = ()
     on_metrics_unavailable: OnMetricsUnavailable = OnMetricsUnavailable()
     mode: Mode = Mode.ACTIVE
@@ -268,6 +304,14 @@ class ScalingSpec:
     None when the resource sets none: the target's default applies (:func:`warmup`)."""
     predictive: PredictiveSpec | None = None
     """``spec.predictive``: the forecast of one of the metrics, None without one."""
+
+    @property
+    def band(self) -> Tolerance:
+        """The tolerance band: each direction's own, else ``tolerance`` (``spec.tolerance``)."""
+        out, in_ = self.behavior.scale_out.tolerance, self.behavior.scale_in.tolerance
+        return Tolerance(
+            self.tolerance if out is None else out, self.tolerance if in_ is None else in_
+        )
 
     def metric(self, name: str) -> MetricSpec:
         for m in self.metrics:
@@ -529,17 +573,25 @@ class _Builder:
             max_capacity=d.get("maxCapacity"),
         )
 
-    def scaling(self, spec: Mapping[str, Any], extra: tuple[MetricSpec, ...]) -> ScalingSpec:
+    def scaling(
+        self, spec: Mapping[str, Any], extra: tuple[MetricSpec, ...], default: Tolerance
+    ) -> ScalingSpec:
+        """``default``: the kind's band where neither ``spec.tolerance`` nor a direction's
+        own tolerance is set; ``spec.tolerance`` sets both sides."""
         metrics = extra + tuple(self.metric(m) for m in spec.get("metrics", ()))
         schedules = tuple(self.schedule(raw) for raw in spec.get("schedules", ()))
         b = spec["behavior"]
         omu = spec["onMetricsUnavailable"]
+        both = spec.get("tolerance")
+        band = default if both is None else Tolerance.both(float(both))
         return ScalingSpec(
             min_capacity=spec["minCapacity"],
             max_capacity=spec["maxCapacity"],
             metrics=metrics,
-            behavior=Behavior(_direction(b["scaleOut"]), _direction(b["scaleIn"])),
-            tolerance=float(spec["tolerance"]),
+            behavior=Behavior(
+                _direction(b["scaleOut"], band.above), _direction(b["scaleIn"], band.below)
+            ),
+            tolerance=band.above,
             schedules=schedules,
             on_metrics_unavailable=OnMetricsUnavailable(
                 omu["failureThreshold"],
@@ -566,7 +618,8 @@ def _dims(d: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple((x["name"], x["value"]) for x in d.get("dimensions", ()))
 
 
-def _direction(d: Mapping[str, Any]) -> DirectionBehavior:
+def _direction(d: Mapping[str, Any], tolerance: float) -> DirectionBehavior:
+    """One direction; ``tolerance``: its side of the band unless it sets its own."""
     ms = d.get("maxStep")
     return DirectionBehavior(
         cooldown_seconds=d["cooldownSeconds"],
@@ -574,6 +627,7 @@ def _direction(d: Mapping[str, Any]) -> DirectionBehavior:
         max_step=None
         if ms is None
         else MaxStep(ms.get("units"), ms.get("percent"), ms["periodSeconds"], Select(ms["select"])),
+        tolerance=float(d.get("tolerance", tolerance)),
     )
 
 
@@ -789,7 +843,8 @@ def parse_resource(doc: Any, *, source: str = "") -> Resource:
     target = _target(kind, spec["target"])
     if isinstance(target, TableTarget):
         extra = table_metrics(target, float(spec["targetUtilization"]))
-    scaling = b.scaling(spec, extra)
+    default = TABLE_DEFAULT_TOLERANCE if isinstance(target, TableTarget) else DEFAULT_TOLERANCE
+    scaling = b.scaling(spec, extra, default)
     meta = defaulted.get("metadata", {})
     return Resource(
         kind=kind,

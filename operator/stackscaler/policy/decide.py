@@ -52,6 +52,7 @@ from stackscaler.model.spec import (
     MetricTarget,
     ScalingSpec,
     TargetType,
+    Tolerance,
     UnavailableAction,
 )
 from stackscaler.policy.budget import DecreaseBudget
@@ -82,15 +83,15 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e6 else f"{x:.6g}"
 
 
-def _ceiling_note(ratio: float, target: MetricTarget, tolerance: float) -> str:
-    """Why a value inside ``1 +- tolerance`` still scales out: above the ceiling's edge."""
+def _ceiling_note(ratio: float, target: MetricTarget, tolerance: Tolerance) -> str:
+    """Why a value inside the band still scales out: above the ceiling's edge."""
     edge = ceiling_edge(target)
-    if edge is None or ratio <= edge or abs(ratio - 1.0) > tolerance:
+    if edge is None or ratio <= edge or not tolerance.holds(ratio):
         return ""
     return (
         f" (above {_fmt(edge * target.value)}, halfway to the ceiling "
-        f"{_fmt(target.ceiling or 0.0)}: tolerance {tolerance:g} would wait for "
-        f"{_fmt(target.value * (1 + tolerance))}, which a saturated metric never reads)"
+        f"{_fmt(target.ceiling or 0.0)}: tolerance {tolerance.above:g} would wait for "
+        f"{_fmt(target.value * (1 + tolerance.above))}, which a saturated metric never reads)"
     )
 
 
@@ -100,7 +101,7 @@ def _evaluate(
     current: int,
     ready: int,
     *,
-    tolerance: float,
+    tolerance: Tolerance,
     t: float,
 ) -> MetricResult:
     """One metric's recommendation; ``ready < current`` when units are starting."""
@@ -140,10 +141,11 @@ def _evaluate(
             note = _ceiling_note(ratio, m.target, tolerance)
             if rec == current and ratio != 1.0:
                 if within(ratio, m.target, tolerance):
-                    note = f" (within tolerance {tolerance:g})"
+                    note = f" (within tolerance {tolerance.side(ratio):g})"
                 else:
+                    side = tolerance.side(ready * ratio / current)
                     note = (
-                        f" (need {_fmt(ready * ratio)} within tolerance {tolerance:g} "
+                        f" (need {_fmt(ready * ratio)} within tolerance {side:g} "
                         f"of the {current} ordered)"
                     )
         return MetricResult(
@@ -159,7 +161,7 @@ def _evaluate(
             how = f"{_fmt(value)} total at {_fmt(m.target.value)} per unit"
         note = _ceiling_note(ratio, m.target, tolerance)
         if rec == current and current > 0 and ratio != 1.0 and within(ratio, m.target, tolerance):
-            note = f" (within tolerance {tolerance:g})"
+            note = f" (within tolerance {tolerance.side(ratio):g})"
         return MetricResult(
             m.name, MetricState.KNOWN, value, target_value, rec, f"{m.name}: {how} -> {rec}{note}"
         )
@@ -329,7 +331,7 @@ def decide(
     results = tuple(
         _timed(
             _evaluate(
-                m, observations.metrics.get(m.name), current, ready, tolerance=spec.tolerance, t=t
+                m, observations.metrics.get(m.name), current, ready, tolerance=spec.band, t=t
             ),
             observations.metrics.get(m.name),
             now,

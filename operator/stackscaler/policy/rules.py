@@ -17,6 +17,7 @@ from stackscaler.model.spec import (
     Select,
     StepScaling,
     TargetType,
+    Tolerance,
 )
 from stackscaler.policy.history import History
 
@@ -41,23 +42,23 @@ def ceiling_edge(target: MetricTarget) -> float | None:
     return (1.0 + c / target.value) / 2.0
 
 
-def within(ratio: float, target: MetricTarget, tolerance: float) -> bool:
-    """True while ``ratio`` (value / target) is within ``1 +- tolerance`` and, for a target
-    with a ceiling, not above :func:`ceiling_edge` (the same float comparison as the HPA's
-    ``|1 - ratio| <= tolerance``)."""
-    if abs(ratio - 1.0) > tolerance:
+def within(ratio: float, target: MetricTarget, tolerance: Tolerance) -> bool:
+    """True while ``ratio`` (value / target) is inside the band, ``[1 - below, 1 + above]``
+    (the HPA's float comparison, :meth:`Tolerance.holds`), and, for a target with a
+    ceiling, not above :func:`ceiling_edge`."""
+    if not tolerance.holds(ratio):
         return False
     edge = ceiling_edge(target)
     return edge is None or ratio <= edge
 
 
-def target_tracking(current: int, value: float, target: MetricTarget, tolerance: float) -> int:
+def target_tracking(current: int, value: float, target: MetricTarget, tolerance: Tolerance) -> int:
     """The capacity that brings the metric to its target.
 
     Value (per-unit metric, HPA's rule): ceil(current x value / target); no
-    change while value / target is within 1 +- tolerance.
+    change while value / target is within the band.
     AverageValue (a total): ceil(value / target); no change while
-    value / (target x current) is within 1 +- tolerance.
+    value / (target x current) is within the band.
     """
     if target.type is TargetType.VALUE:
         ratio = value / target.value
@@ -71,7 +72,7 @@ def target_tracking(current: int, value: float, target: MetricTarget, tolerance:
 
 
 def utilization_need(
-    capacity: int, ready: int, value: float, target: MetricTarget, tolerance: float
+    capacity: int, ready: int, value: float, target: MetricTarget, tolerance: Tolerance
 ) -> int:
     """A ``Value`` (per-unit) target while some units of ``capacity`` are still starting.
 
@@ -80,8 +81,8 @@ def utilization_need(
     instances in warm-up). The units starting are capacity already ordered: the answer is
     compared with ``capacity`` by the caller, never multiplied again.
 
-    Unchanged (``capacity``) while ``value / target`` is within ``1 +- tolerance`` (as
-    with every unit ready), and also while the need is within ``1 +- tolerance`` of the
+    Unchanged (``capacity``) while ``value / target`` is within the band (as
+    with every unit ready), and also while the need is within the band of the
     capacity already ordered: that is the ``value / target`` the same demand will read
     once every ordered unit is ready (and the HPA's tolerance with unready pods counted
     at 0%), so the answer does not depend on how much of the capacity is still starting.

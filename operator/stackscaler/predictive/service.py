@@ -443,7 +443,7 @@ def join(
         decision.min_capacity,
         decision.max_capacity,
         current=decision.current,
-        tolerance=spec.tolerance,
+        tolerance=spec.band,
     )
     block["load"] = round(peak.upper, 6)
     block["floor"] = floor

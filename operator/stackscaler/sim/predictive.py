@@ -198,7 +198,7 @@ class SimForecaster:
             decision.min_capacity,
             decision.max_capacity,
             current=decision.current,
-            tolerance=self.spec.tolerance,
+            tolerance=self.spec.band,
         )
         self.floor = floor
         if floor <= decision.desired:

@@ -174,7 +174,7 @@ def test_the_bench_tier_at_90_percent_follows_a_ramp() -> None:
     assert rep.peak_capacity >= 20
     assert rep.under_provisioned_minutes < 0.2 * rep.total_minutes
     (cpu,) = tier.scaling.metrics
-    assert cpu.target is not None
+    assert cpu.target is not None and cpu.target.ceiling == 100.0  # from AWS/EC2 CPUUtilization
     no_ceiling = replace(cpu, target=replace(cpu.target, ceiling=None))
     blind = replace(tier, scaling=replace(tier.scaling, metrics=(no_ceiling,)))
     stuck = run(blind, ramp, "default", cfg)

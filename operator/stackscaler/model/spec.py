@@ -251,9 +251,7 @@ class Tolerance:
     def holds(self, ratio: float) -> bool:
         """``ratio`` (value / target) is inside the band (the HPA's float comparison,
         ``|1 - ratio| <= tolerance``, on the side ``ratio`` is on)."""
-        if ratio >= 1.0:
-            return ratio - 1.0 <= self.above
-        return 1.0 - ratio <= self.below
+        return abs(1.0 - ratio) <= self.side(ratio)
 
     def side(self, ratio: float) -> float:
         """The tolerance of the side of the band that ``ratio`` is on."""
